@@ -1,0 +1,1 @@
+"""Dynamic resources: one module per resource, each holding its Args, Provider and Resource."""

@@ -1,0 +1,255 @@
+"""Helpers shared by every dynamic resource provider of this package.
+
+The Pulumi engine hands providers plain dicts with a few traps (see reference/pulumi-dynamic.md):
+integers arrive as floats at any depth, preview-time values may be unknown, `olds` carry the
+serialized provider under `__provider`, and `additional_secret_outputs` is the only way to mark
+computed secrets. The helpers below deal with those once:
+
+- unknowns: `is_unknown`, `contains_unknown`;
+- numbers: `whole_number`, `normalise_ints` (schema-driven, any depth);
+- check: `CheckFailures` collects `CheckFailure`s and owns the typed property validators
+  (`integer`, `string`, `choice`, `string_list`) that also fill defaults and normalise in place;
+- diff: `changed_keys` and `diff_result` (explicit `replaces`, unknown counts as changed);
+- state: `user_properties` drops `__provider`;
+- resources: `args_props` turns an Args dataclass into props, `with_secret_outputs` merges options.
+
+Validators never echo the value of a property listed as secret in their failure text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
+from typing import Any, Union
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult
+from pulumi.output import Unknown
+from pulumi.runtime.rpc import UNKNOWN
+
+PROVIDER_KEY = "__provider"
+
+# A schema of where integers live: `int` for a number, a mapping for an object's keys, a one-item
+# list for "every element".
+IntShape = Union[type[int], Mapping[str, "IntShape"], list["IntShape"]]  # noqa: UP007 (recursive alias)
+
+
+def is_unknown(value: object) -> bool:
+    """A preview-time placeholder (the SDK passes `Unknown()` or, at the top level, the sentinel)."""
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
+
+
+def contains_unknown(value: object) -> bool:
+    """Whether `value` or anything nested in it is unknown."""
+    if is_unknown(value):
+        return True
+    if isinstance(value, Mapping):
+        return any(contains_unknown(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(contains_unknown(v) for v in value)
+    return False
+
+
+def whole_number(value: object) -> int | None:
+    """`value` as an int when it is an int or an integral float (2048.0), else None. Booleans are
+    not numbers here, although Python treats them as ints."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def normalise_ints(value: Any, shape: IntShape) -> Any:
+    """Turn integral floats into ints wherever `shape` says an int lives, at any depth.
+
+    Values that do not fit (strings, fractions, unknowns) are left alone for `check` to report.
+    Returns a new structure; the input is not modified.
+    """
+    if shape is int:
+        number = whole_number(value)
+        return value if number is None else number
+    if isinstance(shape, list) and isinstance(value, list):
+        return [normalise_ints(item, shape[0]) for item in value]
+    if isinstance(shape, Mapping) and isinstance(value, Mapping):
+        return {k: normalise_ints(v, shape[k]) if k in shape else v for k, v in value.items()}
+    return value
+
+
+def user_properties(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The properties without the engine's serialized provider."""
+    return {k: v for k, v in props.items() if k != PROVIDER_KEY}
+
+
+class CheckFailures:
+    """Collects check failures while validating (and normalising) a copy of the inputs.
+
+    Each validator reads `inputs[key]`, fills the default when it is absent, stores the
+    normalised value back, and returns it, or returns None when the value is unknown (preview) or
+    invalid (a failure naming the property and the fix is recorded). Secret properties are named
+    in `secret_keys` so their values never reach a failure text.
+    """
+
+    def __init__(self, inputs: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> None:
+        self.inputs: dict[str, Any] = dict(inputs)
+        self.failures: list[CheckFailure] = []
+        self._secret = frozenset(secret_keys)
+
+    def add(self, key: str, reason: str) -> None:
+        self.failures.append(CheckFailure(key, reason))
+
+    def result(self) -> CheckResult:
+        return CheckResult(self.inputs, self.failures)
+
+    def label(self, key: str, value: object) -> str:
+        """`key 'value'` for a failure text, or just `key` when the property is secret."""
+        return key if key in self._secret else f"{key} {value!r}"
+
+    def got(self, key: str, value: object) -> str:
+        """`, got 'value'` for a failure text, or nothing when the property is secret."""
+        return "" if key in self._secret else f", got {value!r}"
+
+    def _value(self, key: str, default: Any) -> tuple[bool, Any]:
+        value = self.inputs.get(key)
+        if value is None:
+            value = default
+            if default is not None:
+                self.inputs[key] = default
+        return not is_unknown(value), value
+
+    def integer(
+        self,
+        key: str,
+        *,
+        default: int | None = None,
+        required: bool = False,
+        allowed: Sequence[int] | None = None,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
+        known, value = self._value(key, default)
+        if not known:
+            return None
+        if value is None:
+            if required:
+                self.add(key, f"{key} is required")
+            return None
+        number = whole_number(value)
+        if number is None:
+            self.add(key, f"{key} must be a whole number{self.got(key, value)}")
+            return None
+        self.inputs[key] = number
+        if allowed is not None and number not in allowed:
+            self.add(key, f"{key} must be one of {', '.join(map(str, allowed))}{self.got(key, number)}")
+            return None
+        if minimum is not None and number < minimum:
+            self.add(key, f"{key} must be at least {minimum}{self.got(key, number)}")
+            return None
+        if maximum is not None and number > maximum:
+            self.add(key, f"{key} must be at most {maximum}{self.got(key, number)}")
+            return None
+        return number
+
+    def string(
+        self,
+        key: str,
+        *,
+        default: str | None = None,
+        required: bool = False,
+        problem: Callable[[str], str | None] | None = None,
+    ) -> str | None:
+        """A string; `problem(value)` returns why a value is unacceptable (None when fine)."""
+        known, value = self._value(key, default)
+        if not known:
+            return None
+        if value is None:
+            if required:
+                self.add(key, f"{key} is required")
+            return None
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.add(key, f"{key} must be a non-empty string")
+            return None
+        reason = problem(value) if problem else None
+        if reason:
+            self.add(key, f"{self.label(key, value)} is not acceptable: {reason}")
+            return None
+        return value
+
+    def choice(self, key: str, options: Sequence[str], *, default: str | None = None) -> str | None:
+        known, value = self._value(key, default)
+        if not known or value is None:
+            return None
+        if value not in options:
+            listed = ", ".join(map(repr, options))
+            self.add(key, f"{key} must be one of {listed}{self.got(key, value)}")
+            return None
+        return str(value)
+
+    def string_list(
+        self, key: str, *, problem: Callable[[str], str | None] | None = None
+    ) -> list[str] | None:
+        """A list of strings (default empty); unknown elements are skipped, each known one is checked."""
+        known, value = self._value(key, [])
+        if not known:
+            return None
+        if not isinstance(value, list):
+            self.add(key, f"{key} must be a list of strings")
+            return None
+        good: list[str] = []
+        for index, item in enumerate(value):
+            if is_unknown(item):
+                continue
+            if not isinstance(item, str):
+                reason: str | None = "it must be a string"
+            else:
+                reason = problem(item) if problem else None
+            if reason:
+                self.add(key, f"{self.label(f'{key}[{index}]', item)} is not acceptable: {reason}")
+            else:
+                good.append(item)
+        return good
+
+
+def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
+    """Keys whose new value differs from the old one. An unknown new value counts as changed:
+    it will only be known during the update, so preview must assume the worst."""
+    changed = []
+    for key in keys:
+        new = news.get(key)
+        if contains_unknown(new) or new != olds.get(key):
+            changed.append(key)
+    return changed
+
+
+def diff_result(
+    olds: Mapping[str, Any],
+    news: Mapping[str, Any],
+    *,
+    replace_keys: Iterable[str],
+    update_keys: Iterable[str],
+    extra_changes: Iterable[str] = (),
+    extra_replaces: Iterable[str] = (),
+) -> DiffResult:
+    """A `DiffResult` with explicit replaces (the engine gets no detailed diff from dynamic
+    providers, so `replaces` is the only way to ask for a replacement).
+
+    `extra_changes`/`extra_replaces` name changes the caller detected itself (for example a
+    computed renewal window, reported as the output that triggers it).
+    """
+    replaces = [*changed_keys(olds, news, replace_keys), *extra_replaces]
+    updates = [*changed_keys(olds, news, update_keys), *extra_changes]
+    return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=False)
+
+
+def args_props(args: Any, output_keys: Iterable[str]) -> dict[str, Any]:
+    """Resource props from an Args dataclass, with the output keys seeded None so they appear
+    as outputs (keys that are also inputs keep the given value)."""
+    props = {f.name: getattr(args, f.name) for f in fields(args)}
+    return {**dict.fromkeys(output_keys), **props}
+
+
+def with_secret_outputs(opts: pulumi.ResourceOptions | None, keys: Sequence[str]) -> pulumi.ResourceOptions:
+    """The caller's options plus `additional_secret_outputs` for the computed secrets."""
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=list(keys)))
