@@ -169,7 +169,7 @@ class CheckFailures:
                 self.add(key, f"{key} is required")
             return None
         if not isinstance(value, str) or (required and not value.strip()):
-            self.add(key, f"{key} must be a non-empty string")
+            self.add(key, f"{key} must be a {'non-empty ' if required else ''}string")
             return None
         reason = problem(value) if problem else None
         if reason:

@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from pulumi.output import Unknown
 
 from hvreplica_provider import CertificateAuthorityProvider, HostCertificateProvider, clock, pki
@@ -91,6 +93,7 @@ def test_check_normalises_and_fills_defaults_without_generating_secrets(inputs: 
          "after its CA expires"),
         ({"pfx_encryption": "rc2"}, "pfx_encryption", "must be one of 'legacy', 'aes256', got 'rc2'"),
         ({"pfx_password": ""}, "pfx_password", "omit pfx_password to have one generated"),
+        ({"friendly_name": 5.0}, "friendly_name", "friendly_name must be a string"),
         ({"ca_cert_pem": "not a certificate"}, "ca_cert_pem", "ca_cert_pem is not a PEM certificate"),
         ({"ca_cert_pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}, "ca_cert_pem",
          "ca_cert_pem does not parse"),
@@ -116,6 +119,22 @@ def test_check_rejects_a_ca_that_is_not_a_ca(inputs: dict[str, Any], created: Cr
     found = reasons({**inputs, **not_a_ca})
     assert list(found) == ["ca_cert_pem"]
     assert "not a CA certificate (BasicConstraints CA:TRUE is missing)" in found["ca_cert_pem"]
+
+
+def test_check_rejects_a_ca_whose_key_usage_forbids_signing(inputs: dict[str, Any]) -> None:
+    key = pki.load_private_key(inputs["ca_private_key_pem"])
+    original = pki.load_certificate(inputs["ca_cert_pem"])
+    usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False)
+    crippled = (x509.CertificateBuilder().subject_name(original.subject).issuer_name(original.subject)
+                .public_key(key.public_key()).serial_number(9)
+                .not_valid_before(original.not_valid_before_utc).not_valid_after(original.not_valid_after_utc)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(usage, critical=True)
+                .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
+    found = reasons({**inputs, "ca_cert_pem": pki.certificate_to_pem(crippled)})
+    assert list(found) == ["ca_cert_pem"] and "does not allow keyCertSign" in found["ca_cert_pem"]
 
 
 def test_check_rejects_expired_ca_for_new_certificates(

@@ -55,8 +55,8 @@ class Outcome:
         return self.server_error is None and self.client_error is None
 
 
-def context(side: ssl._SSLMethod, site: dict[str, Any], trusted: list[str], tmp_path: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(side)
+def context(*, server: bool, site: dict[str, Any], trusted: list[str], tmp_path: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     cert, key = tmp_path / f"{site['fqdn']}.pem", tmp_path / f"{site['fqdn']}.key"
     cert.write_text(site["cert"])
     key.write_text(site["key"])
@@ -114,8 +114,8 @@ def pair(
     server_name: str | None = None,
 ) -> Outcome:
     """Primary (site A) connects as client to the replica (site B) as server."""
-    server_ctx = context(ssl.PROTOCOL_TLS_SERVER, sites["b"], server_trusts, tmp_path)
-    client_ctx = context(ssl.PROTOCOL_TLS_CLIENT, sites["a"], client_trusts, tmp_path)
+    server_ctx = context(server=True, site=sites["b"], trusted=server_trusts, tmp_path=tmp_path)
+    client_ctx = context(server=False, site=sites["a"], trusted=client_trusts, tmp_path=tmp_path)
     return handshake(server_ctx, client_ctx, server_name or sites["b"]["fqdn"])
 
 
