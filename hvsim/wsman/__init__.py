@@ -1,0 +1,1 @@
+"""The WinRM side of hvsim: HTTP(S) listeners, authentication, SOAP envelopes and PSRP shells."""

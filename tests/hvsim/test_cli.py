@@ -1,0 +1,185 @@
+"""`python -m hvsim` as a subprocess: the ready line, every admin subcommand, faults seen by a real client,
+clean stops on SIGTERM/SIGINT with the state persisted and reloaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pypsrp.exceptions import WSManFaultError
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+from hvsim.config import parse_config
+from tests.support.hvsim_env import REPO_ROOT, host, lab_config_dict, serve_process, to_toml
+
+HV = "hv1.contoso.com"
+ADDRESS = "127.34.0.11"
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    ready: str
+    config_path: Path
+    state_dir: Path
+    admin: str
+    port: int
+
+
+def _hvsim(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "hvsim", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"hvsim {args} failed: {result.stderr}")
+    return result
+
+
+def _serve(config_path: Path, state_dir: Path, admin: str, port: int) -> Served:
+    process, ready = serve_process(config_path, state_dir, "--time-scale", "1")
+    return Served(process, ready, config_path, state_dir, admin, port)
+
+
+def _stop(served: Served, signum: int = signal.SIGTERM) -> str:
+    served.process.send_signal(signum)
+    out, err = served.process.communicate(timeout=30)
+    assert served.process.returncode == 0, err
+    return out
+
+
+@pytest.fixture
+def lab_files(tmp_path: Path) -> Iterator[tuple[Path, Path, str, int]]:
+    raw = lab_config_dict(host(HV, ADDRESS, vms=["web01"]), admin_address="127.34.0.1")
+    config_path = tmp_path / "lab.toml"
+    config_path.write_text(to_toml(raw))
+    parsed = parse_config(raw)
+    yield config_path, tmp_path / "state", str(parsed.settings.admin), parsed.hosts[0].winrm_port
+
+
+@pytest.fixture
+def served(lab_files: tuple[Path, Path, str, int]) -> Iterator[Served]:
+    server = _serve(*lab_files)
+    yield server
+    if server.process.poll() is None:
+        _stop(server)
+
+
+def _vm_names(served: Served) -> list[str]:
+    kwargs = dict(
+        server=ADDRESS,
+        port=served.port,
+        auth="basic",
+        username="Administrator",
+        password="P@ssw0rd!",
+        cert_validation=str(served.state_dir / "winrm-ca.pem"),
+        reconnection_retries=0,
+    )
+    with WSMan(**kwargs) as wsman, RunspacePool(wsman) as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Get-VM")
+        return sorted(str(v.adapted_properties["Name"]) for v in ps.invoke())
+
+
+def test_ready_line_names_ca_and_admin(served: Served) -> None:
+    assert f"ca={served.state_dir.resolve() / 'winrm-ca.pem'}" in served.ready
+    assert f"admin={served.admin}" in served.ready
+    assert (served.state_dir / "winrm-ca.pem").exists()
+    assert _vm_names(served) == ["web01"]
+
+
+def test_admin_subcommands(served: Served) -> None:
+    admin = ["--admin", served.admin]
+    _hvsim("add-vm", *admin, HV, "app01")
+    _hvsim("add-vm", "--config", str(served.config_path), HV, "app02")  # settings.admin read from the config
+    assert _vm_names(served) == ["app01", "app02", "web01"]
+    _hvsim("stop-vm", *admin, HV, "app01")
+    dump = json.loads(_hvsim("dump", *admin, HV).stdout)
+    assert "app01" in json.dumps(dump) and dump["fqdn"] == HV
+    _hvsim("start-vm", *admin, HV, "app01")
+    _hvsim("remove-vm", *admin, HV, "app02")
+    assert _vm_names(served) == ["app01", "web01"]
+    counters = json.loads(_hvsim("counters", *admin, HV).stdout)
+    assert counters["pools_opened"] == 2 and counters["pipelines"] == 2 and counters["http_requests"] > 6
+
+
+def test_admin_errors_say_what_to_change(served: Served) -> None:
+    result = _hvsim("remove-vm", "--admin", served.admin, HV, "no-such-vm", check=False)
+    assert result.returncode == 2 and "no VM named 'no-such-vm'" in result.stderr
+    result = _hvsim("dump", "--admin", served.admin, "nope.contoso.com", check=False)
+    assert result.returncode == 2 and "no emulated host" in result.stderr
+    result = _hvsim("fault", "--admin", served.admin, HV, "latency", check=False)
+    assert result.returncode == 2 and "needs a value" in result.stderr
+    result = _hvsim("counters", "--admin", "127.34.0.1:1", HV, check=False)
+    assert result.returncode == 2 and "cannot reach the hvsim admin endpoint" in result.stderr
+
+
+def test_fault_subcommands_seen_by_a_client(served: Served) -> None:
+    admin = ["--admin", served.admin]
+    _hvsim("fault", *admin, HV, "http500", "1")
+    with pytest.raises(WSManFaultError) as info:
+        _vm_names(served)
+    assert info.value.code == 2147943850
+    assert _vm_names(served) == ["web01"]
+    _hvsim("fault", *admin, HV, "latency", "300")
+    _hvsim("clear-faults", *admin, HV)
+    _hvsim("fault", *admin, HV, "drop-nth", "1")
+    with pytest.raises(Exception, match="Connection"):
+        _vm_names(served)
+    _hvsim("fault", *admin, HV, "restart-vmms")
+    assert _vm_names(served) == ["web01"]
+
+
+def test_sigterm_stops_cleanly_and_state_is_reloaded(served: Served, lab_files: tuple) -> None:
+    _hvsim("add-vm", "--admin", served.admin, HV, "persisted01")
+    ca_before = (served.state_dir / "winrm-ca.pem").read_bytes()
+    assert "hvsim stopped" in _stop(served, signal.SIGTERM)
+    assert (served.state_dir / "lab.json").exists()
+    again = _serve(*lab_files)
+    try:
+        assert _vm_names(again) == ["persisted01", "web01"]
+        assert (served.state_dir / "winrm-ca.pem").read_bytes() == ca_before
+    finally:
+        assert "hvsim stopped" in _stop(again, signal.SIGINT)
+
+
+def test_client_cert_subcommand(tmp_path: Path) -> None:
+    result = _hvsim(
+        "client-cert",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--user",
+        "Administrator",
+        "--cert",
+        str(tmp_path / "c.pem"),
+        "--key",
+        str(tmp_path / "c.key"),
+    )
+    assert "client certificate for Administrator" in result.stdout
+    assert (tmp_path / "c.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert os.stat(tmp_path / "c.key").st_mode & 0o077 == 0
+
+
+def test_serve_with_a_bad_config_fails_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[host]]\nfqdn = "hv1.contoso.com"\naddress = "10.0.0.1"\n')
+    result = _hvsim("serve", "--config", str(bad), "--state-dir", str(tmp_path / "s"), check=False)
+    assert result.returncode == 2
+    assert "must be a loopback address" in result.stderr
+
+
+def test_serve_with_a_busy_port_names_it(tmp_path: Path, served: Served) -> None:
+    raw = lab_config_dict(host("hv9.contoso.com", ADDRESS))
+    raw["host"][0]["winrm_port"] = served.port  # already taken by the running server
+    config = tmp_path / "busy.toml"
+    config.write_text(to_toml(raw))
+    result = _hvsim("serve", "--config", str(config), "--state-dir", str(tmp_path / "s2"), check=False)
+    assert result.returncode == 2
+    assert f"cannot listen on {ADDRESS}:{served.port}" in result.stderr and "hv9.contoso.com" in result.stderr
