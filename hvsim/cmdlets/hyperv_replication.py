@@ -1,0 +1,885 @@
+"""Per-VM replication cmdlets (hyperv-replica.md §2.3-§2.6, state machine §3): Enable-, Set-, Get-, Remove-,
+Measure-VMReplication, Start-/Stop-/Import-VMInitialReplication, Suspend-/Resume-VMReplication."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psrpcore.types import ErrorCategory
+
+from hvsim.cmdlets.base import (
+    BOOL,
+    INT32,
+    PASSTHRU,
+    STRING,
+    STRINGS,
+    SWITCH,
+    BoundArguments,
+    CmdletContext,
+    Param,
+    cmdlet,
+    enum_type,
+)
+from hvsim.cmdlets.errors import TerminatingError
+from hvsim.cmdlets.hyperv_common import (
+    COMMANDS,
+    DATETIME,
+    OPERATION_FAILED_EXCEPTION,
+    PORT_RANGE,
+    TIMESPAN,
+    check_computer_name,
+    check_thumbprint_for,
+    connection_failed,
+    find_vms,
+    invalid_parameter,
+    invalid_state,
+    is_wildcard,
+    not_applicable,
+    not_enabled,
+    require_dns_name,
+    select_vms,
+    vm_params,
+    wildcard_match,
+)
+from hvsim.cmdlets.hyperv_objects import (
+    ReplicationAuthenticationType,
+    VMReplicationHealthState,
+    VMReplicationMode,
+    VMReplicationRelationshipType,
+    VMReplicationState,
+    replication_health_object,
+    replication_object,
+)
+from hvsim.hyperv import (
+    ANY_SERVER,
+    Replication,
+    ReplicationSettings,
+    ReplicationStats,
+    VirtualMachine,
+)
+from hvsim.network import ReplicationCheckError, ReplicationTarget, check_connection, normalize_thumbprint
+from hvsim.scheduler import begin_initial_replication, refresh_health
+
+MAX_SCHEDULE_AHEAD = timedelta(days=7)
+AS_REPLICA_SETS = ("VMName_AsReplica", "VMObject_AsReplica")
+TARGET_SETS = ("VMName", "VMObject")
+
+# The settings Enable-VMReplication and Set-VMReplication share: parameter -> ReplicationSettings field.
+_SETTING_FIELDS = {
+    "ReplicaServerName": "replica_server_name",
+    "ReplicaServerPort": "replica_server_port",
+    "AuthenticationType": "authentication_type",
+    "CertificateThumbprint": "certificate_thumbprint",
+    "ReplicationFrequencySec": "frequency_sec",
+    "RecoveryHistory": "recovery_history",
+    "VSSSnapshotFrequencyHour": "vss_frequency_hour",
+    "CompressionEnabled": "compression_enabled",
+    "ReplicateHostKvpItems": "replicate_host_kvp_items",
+    "BypassProxyServer": "bypass_proxy_server",
+    "AutoResynchronizeEnabled": "auto_resynchronize_enabled",
+    "AutoResynchronizeIntervalStart": "auto_resynchronize_start",
+    "AutoResynchronizeIntervalEnd": "auto_resynchronize_end",
+    "ExcludedVhdPath": "excluded_disks",
+}
+
+
+def _setting_params(sets: tuple[str, ...], *, target_mandatory: bool) -> list[Param]:
+    mandatory = sets if target_mandatory else False
+    return [
+        Param(
+            "ReplicaServerName",
+            STRING,
+            aliases=("ReplicaServer",),
+            position=1,
+            sets=sets,
+            mandatory=mandatory,
+        ),
+        Param(
+            "ReplicaServerPort",
+            INT32,
+            aliases=("ReplicaPort",),
+            position=2,
+            sets=sets,
+            mandatory=mandatory,
+            value_range=PORT_RANGE,
+        ),
+        Param(
+            "AuthenticationType",
+            enum_type(ReplicationAuthenticationType),
+            aliases=("AuthType",),
+            position=3,
+            sets=sets,
+            mandatory=mandatory,
+        ),
+        Param("CertificateThumbprint", STRING, aliases=("Thumbprint", "Cert"), sets=sets),
+        Param(
+            "ReplicationFrequencySec", INT32, aliases=("RepFreq",), choices=("30", "300", "900"), sets=sets
+        ),
+        Param("RecoveryHistory", INT32, aliases=("RecHist",), value_range=(0, 24), sets=sets),
+        Param("VSSSnapshotFrequencyHour", INT32, aliases=("VSSFreq",), value_range=(1, 12), sets=sets),
+        Param("CompressionEnabled", BOOL, sets=sets),
+        Param("ReplicateHostKvpItems", BOOL, sets=sets),
+        Param("BypassProxyServer", BOOL, sets=sets),
+        Param("EnableWriteOrderPreservationAcrossDisks", BOOL, sets=sets),
+        Param("ExcludedVhdPath", STRINGS, sets=sets),
+        Param("AutoResynchronizeEnabled", BOOL, aliases=("AutoResync",), sets=sets),
+        Param("AutoResynchronizeIntervalStart", TIMESPAN, aliases=("AutoResyncStart",), sets=sets),
+        Param("AutoResynchronizeIntervalEnd", TIMESPAN, aliases=("AutoResyncEnd",), sets=sets),
+    ]
+
+
+def _failed(ctx: CmdletContext, vm: VirtualMachine, message: str, error_id: str) -> Any:
+    return ctx.error(
+        OPERATION_FAILED_EXCEPTION,
+        f"{message} (Virtual machine ID {vm.id})",
+        error_id,
+        ErrorCategory.InvalidOperation,
+        vm.name,
+    )
+
+
+def _validate_settings(ctx: CmdletContext, args: BoundArguments, current: ReplicationSettings | None) -> None:
+    """Parameter rules of §2.3/§2.4 that the binder cannot express; they run before any state check."""
+    if "ReplicaServerName" in args:
+        require_dns_name(ctx, args["ReplicaServerName"])
+    auth = args.get("AuthenticationType")
+    auth_name = auth.name if auth is not None else (current.authentication_type if current else None)
+    if auth_name is not None and (auth is not None or "CertificateThumbprint" in args):
+        given = args.get("CertificateThumbprint")
+        thumbprint = given if given is not None else (current.certificate_thumbprint if current else "")
+        check_thumbprint_for(ctx, auth_name, normalize_thumbprint(thumbprint or ""))
+    vss = args.get("VSSSnapshotFrequencyHour")
+    if vss is not None:
+        if args.values.get("DisableVSSSnapshotReplication") or args.get("RecoveryHistory") == 0:
+            invalid_parameter(
+                ctx,
+                "-VSSSnapshotFrequencyHour cannot be combined with -RecoveryHistory 0 or "
+                "-DisableVSSSnapshotReplication.",
+            )
+        history = args.get("RecoveryHistory", current.recovery_history if current else 0)
+        if not history:
+            invalid_parameter(
+                ctx,
+                "-VSSSnapshotFrequencyHour requires -RecoveryHistory of at least 1 (application-consistent "
+                "recovery points need additional recovery points).",
+            )
+    if "EnableWriteOrderPreservationAcrossDisks" in args:
+        ctx.write_warning(
+            "Write order preservation across disks is always enabled; the parameter is ignored."
+        )
+
+
+def _settings_from(args: BoundArguments, base: ReplicationSettings) -> ReplicationSettings:
+    changes: dict[str, Any] = {}
+    for parameter, attribute in _SETTING_FIELDS.items():
+        value = args.get(parameter)
+        if value is not None:
+            if parameter == "AuthenticationType":
+                value = value.name
+            elif parameter == "CertificateThumbprint":
+                value = normalize_thumbprint(value or "")
+            elif isinstance(value, int) and not isinstance(value, bool):
+                value = int(value)  # the binder keeps psrpcore's sized integers; the model holds plain ones
+            changes[attribute] = value
+    settings = dataclasses.replace(base, **changes)
+    if settings.authentication_type == "Kerberos":
+        settings.certificate_thumbprint = ""
+    if settings.recovery_history == 0 or args.values.get("DisableVSSSnapshotReplication"):
+        settings.vss_frequency_hour = 0
+    return settings
+
+
+def _check_excluded(ctx: CmdletContext, vm: VirtualMachine, settings: ReplicationSettings) -> bool:
+    attached = {d.path.lower() for d in vm.hard_disks}
+    unknown = [p for p in settings.excluded_disks if p.lower() not in attached]
+    if unknown:
+        ctx.write_error(
+            _failed(
+                ctx,
+                vm,
+                f"The disk '{unknown[0]}' is not attached to virtual machine '{vm.name}'.",
+                "InvalidParameter",
+            )
+        )
+        return False
+    if vm.hard_disks and len({p.lower() for p in settings.excluded_disks}) == len(attached):
+        ctx.write_error(
+            _failed(
+                ctx,
+                vm,
+                f"At least one disk of virtual machine '{vm.name}' must be replicated.",
+                "InvalidParameter",
+            )
+        )
+        return False
+    return True
+
+
+# --- Enable-VMReplication -----------------------------------------------------------------------------------
+
+
+@cmdlet(
+    "Enable-VMReplication",
+    f"{COMMANDS}.EnableVMReplication",
+    [
+        *vm_params(name_sets=("VMName", "VMName_AsReplica"), object_sets=("VMObject", "VMObject_AsReplica")),
+        *_setting_params(TARGET_SETS, target_mandatory=True),
+        Param("AsReplica", SWITCH, sets=AS_REPLICA_SETS, mandatory=AS_REPLICA_SETS),
+        Param("AllowedPrimaryServer", STRING, aliases=("AllowedPS",), sets=AS_REPLICA_SETS),
+        PASSTHRU,
+    ],
+    default_set="VMName",
+    supports_should_process=True,
+)
+def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    if args.get("AsReplica"):
+        _enable_as_replica(ctx, args)
+        return
+    _validate_settings(ctx, args, None)
+    now = ctx.lab.now()
+    for vm in select_vms(ctx, args):
+        if vm.replication_mode == "Primary":
+            ctx.write_error(
+                _failed(
+                    ctx,
+                    vm,
+                    f"Replication is already enabled for virtual machine '{vm.name}'.",
+                    "VMReplication_AlreadyEnabled",
+                )
+            )
+            continue
+        if vm.replication_mode != "None":
+            ctx.write_error(
+                _failed(
+                    ctx,
+                    vm,
+                    f"Virtual machine '{vm.name}' is a {vm.replication_mode} virtual machine; extended "
+                    "replication is not emulated by hvsim.",
+                    "NotSupported",
+                )
+            )
+            continue
+        settings = _settings_from(args, ReplicationSettings("", 0, "Kerberos"))
+        if not _check_excluded(ctx, vm, settings) or not ctx.should_process(vm.name, "Enable-VMReplication"):
+            continue
+        try:
+            target = check_connection(
+                ctx.lab,
+                ctx.host,
+                settings.replica_server_name,
+                settings.replica_server_port,
+                settings.authentication_type,
+                settings.certificate_thumbprint,
+                now,
+            )
+        except ReplicationCheckError as exc:
+            ctx.write_error(
+                connection_failed(
+                    ctx, f"Hyper-V failed to enable replication for virtual machine '{vm.name}'", exc, vm.name
+                )
+            )
+            continue
+        if not _create_replica_vm(ctx, vm, settings, target, now):
+            continue
+        vm.replication = Replication(
+            mode="Primary",
+            state="ReadyForInitialReplication",
+            health="Warning",
+            primary_server_name=ctx.host.fqdn,
+            settings=settings,
+            stats=ReplicationStats(monitoring_start=now),
+        )
+        refresh_health(vm.replication, now)
+        if args.get("PassThru"):
+            ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+def _create_replica_vm(
+    ctx: CmdletContext,
+    vm: VirtualMachine,
+    settings: ReplicationSettings,
+    target: ReplicationTarget,
+    now: datetime,
+) -> bool:
+    """§3.2 #1: the replica VM appears at once on the replica server (same VMId) under the storage path of
+    the authorization entry that admitted the primary; a VM prepared with -AsReplica is used as it is."""
+    replica, entry = target.host, target.entry
+    existing = replica.hyperv.vm_by_id(vm.id)
+    if existing is not None and not (
+        existing.replication_mode == "Replica"
+        and existing.replication_state == "WaitingForInitialReplication"
+    ):
+        ctx.write_error(
+            _failed(
+                ctx,
+                vm,
+                f"Hyper-V failed to enable replication for virtual machine '{vm.name}': a virtual machine "
+                f"with the same ID already exists on the replica server '{replica.fqdn}' (remove it there "
+                "with Remove-VM, or prepare it with Enable-VMReplication -AsReplica).",
+                "VMReplication_ReplicaVMExists",
+            )
+        )
+        return False
+    if existing is None:
+        root = f"{entry.replica_storage_location.rstrip(chr(92))}\\Hyper-V Replica"
+        disks_dir = f"{root}\\Virtual hard disks\\{vm.id.upper()}"
+        disks = [
+            dataclasses.replace(d, path=f"{disks_dir}\\{d.path.rsplit(chr(92), 1)[-1]}")
+            for d in vm.hard_disks
+            if d.path.lower() not in {p.lower() for p in settings.excluded_disks}
+        ]
+        existing = replica.hyperv.add_vm(
+            vm.name,
+            vm_id=vm.id,
+            generation=vm.generation,
+            memory_startup_bytes=vm.memory_startup_bytes,
+            path=root,
+            hard_disks=disks,
+            now=now,
+        )
+        replica.files.make_dirs(disks_dir)
+        replica.files.make_dirs(f"{root}\\Virtual Machines")
+    existing.replication = Replication(
+        mode="Replica",
+        state="WaitingForInitialReplication",
+        health="Warning",
+        primary_server_name=ctx.host.fqdn,
+        settings=dataclasses.replace(settings),
+        stats=ReplicationStats(monitoring_start=now),
+        allowed_primary_server=entry.allowed_primary_server,
+        trust_group=entry.trust_group,
+    )
+    refresh_health(existing.replication, now)
+    return True
+
+
+def _enable_as_replica(ctx: CmdletContext, args: BoundArguments) -> None:
+    """§3.2 #2: turn an existing VM into a replica waiting for its initial replication (seeding flows)."""
+    hyperv, now = ctx.host.hyperv, ctx.lab.now()
+    allowed = args.get("AllowedPrimaryServer")
+    if allowed is not None:
+        entry = next(
+            (e for e in hyperv.authorization_entries if e.allowed_primary_server.lower() == allowed.lower()),
+            None,
+        )
+        if entry is None:
+            invalid_parameter(
+                ctx, f"No authorization entry exists for '{allowed}'.", allowed, "ObjectNotFound"
+            )
+    elif hyperv.any_server_entry is None:
+        invalid_parameter(
+            ctx,
+            "-AsReplica needs replication from any server to be allowed, or -AllowedPrimaryServer naming an "
+            "existing authorization entry.",
+        )
+    for vm in select_vms(ctx, args):
+        if vm.replication_mode != "None":
+            ctx.write_error(
+                _failed(
+                    ctx,
+                    vm,
+                    f"Replication is already enabled for virtual machine '{vm.name}'.",
+                    "VMReplication_AlreadyEnabled",
+                )
+            )
+            continue
+        if not ctx.should_process(vm.name, "Enable-VMReplication"):
+            continue
+        vm.replication = Replication(
+            mode="Replica",
+            state="WaitingForInitialReplication",
+            health="Warning",
+            primary_server_name="",
+            settings=ReplicationSettings(ctx.host.fqdn, 443, "Certificate"),
+            stats=ReplicationStats(monitoring_start=now),
+            allowed_primary_server=allowed or ANY_SERVER,
+        )
+        refresh_health(vm.replication, now)
+        if args.get("PassThru"):
+            ctx.write_output(replication_object(hyperv, vm))
+
+
+# --- Set-VMReplication --------------------------------------------------------------------------------------
+
+_SET_SETTINGS = (*_SETTING_FIELDS, "InitialReplicationStartTime", "DisableVSSSnapshotReplication")
+
+
+@cmdlet(
+    "Set-VMReplication",
+    f"{COMMANDS}.SetVMReplication",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        *_setting_params((), target_mandatory=False),
+        Param("InitialReplicationStartTime", DATETIME, aliases=("IRTime",)),
+        Param("DisableVSSSnapshotReplication", SWITCH),
+        Param("Reverse", SWITCH),
+        Param("AsReplica", SWITCH),
+        Param("AllowedPrimaryServer", STRING, aliases=("AllowedPS",)),
+        Param("AsJob", SWITCH),
+        PASSTHRU,
+    ],
+    default_set="VMName",
+    supports_should_process=True,
+)
+def set_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    if not any(name in args for name in (*_SET_SETTINGS, "Reverse", "AsReplica")):
+        invalid_parameter(
+            ctx,
+            "No replication settings were changed: specify at least one setting.",
+            error_id="NoSettingsChanged",
+        )
+    now = ctx.lab.now()
+    for vm in select_vms(ctx, args):
+        rep = vm.replication
+        if rep is None:
+            ctx.write_error(not_enabled(ctx, vm))
+            continue
+        _validate_settings(ctx, args, rep.settings)
+        if args.get("Reverse") or args.get("AsReplica"):
+            # -Reverse needs a failed-over replica, -AsReplica a VM without replication; no failover in hvsim.
+            ctx.write_error(invalid_state(ctx, vm, "Set-VMReplication"))
+            continue
+        if rep.mode == "Replica":
+            ctx.write_error(
+                _failed(
+                    ctx,
+                    vm,
+                    f"Cannot modify the replication settings of '{vm.name}' on the replica server; change "
+                    "them on the primary server.",
+                    "VMReplication_CannotModifySettingsOnReplica",
+                )
+            )
+            continue
+        settings = _settings_from(args, rep.settings)
+        start = args.get("InitialReplicationStartTime")
+        if start is not None and not _valid_schedule(ctx, vm, rep, start, now):
+            continue
+        if not _check_excluded(ctx, vm, settings) or not ctx.should_process(vm.name, "Set-VMReplication"):
+            continue
+        if not _apply_target_change(ctx, vm, rep, settings, now):
+            continue
+        rep.settings = settings
+        if start is not None:
+            rep.initial_replication_start_time = start
+        if args.get("PassThru"):
+            ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+def _valid_schedule(
+    ctx: CmdletContext, vm: VirtualMachine, rep: Replication, start: datetime, now: datetime
+) -> bool:
+    if rep.state != "ReadyForInitialReplication":
+        ctx.write_error(invalid_state(ctx, vm, "Set-VMReplication -InitialReplicationStartTime"))
+        return False
+    check_schedule(ctx, start, now)
+    return True
+
+
+def check_schedule(ctx: CmdletContext, start: datetime, now: datetime) -> None:
+    """-InitialReplicationStartTime: in the future and at most 7 days ahead. "Future" is judged by the
+    earlier of the emulated and the real clock: clients compute start times from their own (real) clock,
+    which a time-scaled lab has left behind."""
+    if not min(now, datetime.now(UTC)) < start <= now + MAX_SCHEDULE_AHEAD:
+        invalid_parameter(
+            ctx,
+            "The initial replication start time must be in the future and at most 7 days ahead.",
+            start.isoformat(),
+        )
+
+
+def _apply_target_change(
+    ctx: CmdletContext, vm: VirtualMachine, rep: Replication, settings: ReplicationSettings, now: datetime
+) -> bool:
+    """A new replica server, port, authentication or certificate is checked like Enable checks it; a new
+    server name is a new target: its replica VM is created and initial replication starts over (§2.4)."""
+    old = rep.settings
+    keys = ("replica_server_name", "replica_server_port", "authentication_type", "certificate_thumbprint")
+    if all(getattr(old, k) == getattr(settings, k) for k in keys):
+        return True
+    try:
+        target = check_connection(
+            ctx.lab,
+            ctx.host,
+            settings.replica_server_name,
+            settings.replica_server_port,
+            settings.authentication_type,
+            settings.certificate_thumbprint,
+            now,
+        )
+    except ReplicationCheckError as exc:
+        ctx.write_error(
+            connection_failed(
+                ctx,
+                f"Hyper-V failed to change the replication settings of virtual machine '{vm.name}'",
+                exc,
+                vm.name,
+            )
+        )
+        return False
+    if settings.replica_server_name.lower() != old.replica_server_name.lower():
+        if not _create_replica_vm(ctx, vm, settings, target, now):
+            return False
+        rep.state, rep.last_replication_time, rep.next_cycle_at = "ReadyForInitialReplication", None, None
+    return True
+
+
+# --- Get-/Measure-VMReplication -----------------------------------------------------------------------------
+
+
+def _query_params() -> list[Param]:
+    return [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",), mandatory=False),
+        Param("ReplicaServerName", STRING, aliases=("ReplicaServer",)),
+        Param("PrimaryServerName", STRING, aliases=("PrimaryServer",)),
+        Param("ReplicationState", enum_type(VMReplicationState)),
+        Param("ReplicationHealth", enum_type(VMReplicationHealthState)),
+        Param("ReplicationMode", enum_type(VMReplicationMode)),
+        Param(
+            "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
+        ),
+        Param("TrustGroup", STRING),
+    ]
+
+
+def _query(ctx: CmdletContext, args: BoundArguments) -> list[VirtualMachine]:
+    """§2.5: no selector -> every replication-enabled VM; a VM named exactly (or passed as an object) without
+    replication is a terminating "not enabled" error; the Disabled/None filters are errors."""
+    check_computer_name(ctx, args)
+    state, mode = args.get("ReplicationState"), args.get("ReplicationMode")
+    if (state is not None and state.name == "Disabled") or (mode is not None and mode.name == "None"):
+        invalid_parameter(
+            ctx, "Replication state Disabled and mode None select VMs without replication; use Get-VM."
+        )
+    names, objects = args.get("VMName") or [], args.get("VM") or []
+    candidates: list[tuple[VirtualMachine, bool]] = []
+    if objects:
+        candidates = [(vm, True) for vm in find_vms(ctx, None, objects)]
+    elif names:
+        for name in names:
+            candidates += [(vm, not is_wildcard(name)) for vm in find_vms(ctx, [name], None)]
+    else:
+        candidates = [(vm, False) for vm in ctx.host.hyperv.vms]
+    selected: list[VirtualMachine] = []
+    for vm, explicit in candidates:
+        if vm.replication is None:
+            if explicit:
+                raise TerminatingError(not_enabled(ctx, vm))
+            continue
+        if vm not in selected and _filters_match(args, vm.replication):
+            selected.append(vm)
+    return selected
+
+
+def _filters_match(args: BoundArguments, rep: Replication) -> bool:
+    checks = (
+        ("ReplicaServerName", rep.settings.replica_server_name),
+        ("PrimaryServerName", rep.primary_server_name),
+        ("TrustGroup", rep.trust_group),
+    )
+    for name, value in checks:
+        pattern = args.get(name)
+        if pattern is not None and not wildcard_match(pattern, value):
+            return False
+    enums = (
+        ("ReplicationState", rep.state),
+        ("ReplicationHealth", rep.health),
+        ("ReplicationMode", rep.mode),
+        ("ReplicationRelationshipType", "Simple"),
+    )
+    return all(args.get(name) is None or args[name].name == value for name, value in enums)
+
+
+@cmdlet("Get-VMReplication", f"{COMMANDS}.GetVMReplication", _query_params(), default_set="VMName")
+def get_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    for vm in _query(ctx, args):
+        ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+@cmdlet("Measure-VMReplication", f"{COMMANDS}.MeasureVMReplication", _query_params(), default_set="VMName")
+def measure_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    now = ctx.lab.now()
+    for vm in _query(ctx, args):
+        ctx.write_output(replication_health_object(ctx.host.hyperv, vm, now))
+
+
+# --- Remove-VMReplication -----------------------------------------------------------------------------------
+
+
+@cmdlet(
+    "Remove-VMReplication",
+    f"{COMMANDS}.RemoveVMReplication",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        Param(
+            "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
+        ),
+        PASSTHRU,
+    ],
+    default_set="VMName",
+    supports_should_process=True,
+)
+def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    relationship = args.get("ReplicationRelationshipType")
+    for vm in select_vms(ctx, args):
+        if vm.replication is None:
+            ctx.write_error(not_enabled(ctx, vm))
+            continue
+        if relationship is not None and relationship.name == "Extended":
+            ctx.write_error(not_applicable(ctx, vm))
+            continue
+        if not ctx.should_process(vm.name, "Remove-VMReplication"):
+            continue
+        removed = replication_object(ctx.host.hyperv, vm)
+        # §2.6: this host only; a replica VM is kept, without its recovery points.
+        vm.replication = None
+        vm.recovery_points.clear()
+        if args.get("PassThru"):
+            ctx.write_output(removed)
+
+
+# --- lifecycle ----------------------------------------------------------------------------------------------
+
+
+def _lifecycle(
+    ctx: CmdletContext, args: BoundArguments, modes: tuple[str, ...], states: tuple[str, ...]
+) -> list[VirtualMachine]:
+    """The selected VMs whose mode and state accept this cmdlet (§3.3); errors for the others."""
+    accepted = []
+    for vm in select_vms(ctx, args):
+        if vm.replication is None:
+            ctx.write_error(not_enabled(ctx, vm))
+        elif vm.replication.mode not in modes:
+            ctx.write_error(not_applicable(ctx, vm))
+        elif vm.replication.state not in states:
+            ctx.write_error(invalid_state(ctx, vm, ctx.spec.name))
+        elif ctx.should_process(vm.name, ctx.spec.name):
+            accepted.append(vm)
+    return accepted
+
+
+def _passthru(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine) -> None:
+    if args.get("PassThru"):
+        ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+@cmdlet(
+    "Start-VMInitialReplication",
+    f"{COMMANDS}.StartVMInitialReplication",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        Param("DestinationPath", STRING, aliases=("IRLoc",)),
+        Param("InitialReplicationStartTime", DATETIME, aliases=("IRTime",)),
+        Param("UseBackup", SWITCH),
+        Param("AsJob", SWITCH),
+        PASSTHRU,
+    ],
+    default_set="VMName",
+    supports_should_process=True,
+)
+def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    start, destination, now = (
+        args.get("InitialReplicationStartTime"),
+        args.get("DestinationPath"),
+        ctx.lab.now(),
+    )
+    if destination is not None and (start is not None or args.get("UseBackup")):
+        invalid_parameter(
+            ctx, "-DestinationPath cannot be combined with -InitialReplicationStartTime or -UseBackup."
+        )
+    if start is not None:
+        if args.get("AsJob"):
+            invalid_parameter(ctx, "-InitialReplicationStartTime cannot be combined with -AsJob.")
+        check_schedule(ctx, start, now)
+    if destination is not None and not ctx.host.files.is_dir(destination):
+        invalid_parameter(
+            ctx, f"The destination path '{destination}' does not exist.", destination, "ObjectNotFound"
+        )
+    for vm in _lifecycle(ctx, args, ("Primary",), ("ReadyForInitialReplication",)):
+        rep = vm.replication
+        assert rep is not None
+        if start is not None:
+            rep.initial_replication_start_time = start  # the scheduler starts it then (state stays Ready)
+        elif destination is not None:
+            # Export for out-of-band seeding: waits for Import-VMInitialReplication on the replica.
+            ctx.host.files.make_dirs(f"{destination.rstrip(chr(92))}\\{vm.name}_{vm.id.upper()}")
+            rep.next_cycle_at = now + timedelta(seconds=rep.settings.frequency_sec)
+            rep.state, rep.health, rep.initial_replication_done_at = (
+                "InitialReplicationInProgress",
+                "Normal",
+                None,
+            )
+        else:
+            try:
+                begin_initial_replication(ctx.lab, ctx.host, vm, now)
+            except ReplicationCheckError as exc:
+                ctx.write_error(
+                    connection_failed(
+                        ctx,
+                        f"Hyper-V failed to start initial replication of virtual machine '{vm.name}'",
+                        exc,
+                        vm.name,
+                    )
+                )
+                continue
+        _passthru(ctx, args, vm)
+
+
+@cmdlet(
+    "Import-VMInitialReplication",
+    f"{COMMANDS}.ImportVMInitialReplication",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        Param("Path", STRING, position=1, mandatory=True),
+        Param("AsJob", SWITCH),
+        PASSTHRU,
+    ],
+    default_set="VMName",
+    supports_should_process=True,
+)
+def import_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    """Replica side of an exported initial replication: the media folder must be on this host."""
+    path = args["Path"]
+    if not ctx.host.files.is_dir(path):
+        invalid_parameter(
+            ctx, f"The initial replication folder '{path}' does not exist.", path, "ObjectNotFound"
+        )
+    now = ctx.lab.now()
+    for vm in _lifecycle(ctx, args, ("Replica",), ("WaitingForInitialReplication",)):
+        rep = vm.replication
+        assert rep is not None
+        rep.state, rep.last_replication_time = "Replicating", now
+        refresh_health(rep, now)
+        _passthru(ctx, args, vm)
+
+
+@cmdlet(
+    "Stop-VMInitialReplication",
+    f"{COMMANDS}.StopVMInitialReplication",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        PASSTHRU,
+    ],
+    default_set="VMName",
+    supports_should_process=True,
+)
+def stop_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    candidates = (
+        "ReadyForInitialReplication",
+        "InitialReplicationInProgress",
+        "WaitingForInitialReplication",
+        "Suspended",
+        "Error",
+    )
+    now = ctx.lab.now()
+    for vm in _lifecycle(ctx, args, ("Primary", "Replica"), candidates):
+        rep = vm.replication
+        assert rep is not None
+        scheduled = (
+            rep.state == "ReadyForInitialReplication" and rep.initial_replication_start_time is not None
+        )
+        if rep.last_replication_time is not None or (
+            rep.state == "ReadyForInitialReplication" and not scheduled
+        ):
+            ctx.write_error(invalid_state(ctx, vm, "Stop-VMInitialReplication"))
+            continue
+        rep.initial_replication_start_time = rep.initial_replication_done_at = None
+        rep.state = "ReadyForInitialReplication" if rep.mode == "Primary" else "WaitingForInitialReplication"
+        rep.stats.pending_bytes = 0
+        refresh_health(rep, now)
+        _passthru(ctx, args, vm)
+
+
+@cmdlet(
+    "Suspend-VMReplication",
+    f"{COMMANDS}.SuspendVMReplication",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        Param(
+            "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
+        ),
+        PASSTHRU,
+    ],
+    default_set="VMName",
+    supports_should_process=True,
+)
+def suspend_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    states = (
+        "WaitingForInitialReplication",
+        "InitialReplicationInProgress",
+        "Replicating",
+        "Resynchronizing",
+    )
+    now = ctx.lab.now()
+    for vm in _lifecycle(ctx, args, ("Primary", "Replica"), states):
+        rep = vm.replication
+        assert rep is not None
+        rep.state = "Suspended"
+        rep.initial_replication_done_at = None
+        refresh_health(rep, now)
+        _passthru(ctx, args, vm)
+
+
+@cmdlet(
+    "Resume-VMReplication",
+    f"{COMMANDS}.ResumeVMReplication",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        Param(
+            "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
+        ),
+        Param("Resynchronize", SWITCH, aliases=("Resync",)),
+        Param("ResynchronizeStartTime", DATETIME, aliases=("ResyncStart",)),
+        Param("Continue", SWITCH),
+        Param("AsJob", SWITCH),
+        PASSTHRU,
+    ],
+    default_set="VMName",
+    supports_should_process=True,
+)
+def resume_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
+    if "ResynchronizeStartTime" in args and not args.get("Resynchronize"):
+        invalid_parameter(ctx, "-ResynchronizeStartTime requires -Resynchronize.")
+    if args.get("Continue"):
+        invalid_parameter(
+            ctx,
+            "-Continue applies to a failed-over replica with an extended replication; failover is not "
+            "emulated by hvsim.",
+            error_id="NotSupported",
+        )
+    states = ("Suspended", "WaitingForStartResynchronize", "ResynchronizeSuspended", "Error")
+    now = ctx.lab.now()
+    for vm in _lifecycle(ctx, args, ("Primary", "Replica"), states):
+        rep = vm.replication
+        assert rep is not None
+        if rep.mode == "Replica":
+            rep.state = "Replicating" if rep.last_replication_time else "WaitingForInitialReplication"
+        elif rep.last_replication_time is None:
+            try:
+                begin_initial_replication(ctx.lab, ctx.host, vm, now)
+            except ReplicationCheckError as exc:
+                ctx.write_error(
+                    connection_failed(
+                        ctx,
+                        f"Hyper-V failed to resume replication of virtual machine '{vm.name}'",
+                        exc,
+                        vm.name,
+                    )
+                )
+                continue
+        else:
+            rep.state, rep.next_cycle_at = "Replicating", now  # the next scheduler tick runs a cycle
+            if args.get("Resynchronize"):
+                _drop_replica_points(ctx, vm)
+        rep.last_error = ""
+        refresh_health(rep, now)
+        _passthru(ctx, args, vm)
+
+
+def _drop_replica_points(ctx: CmdletContext, vm: VirtualMachine) -> None:
+    """§3.5: a resynchronization deletes every recovery point on the replica."""
+    for host in ctx.lab.hosts.values():
+        replica_vm = host.hyperv.vm_by_id(vm.id)
+        if replica_vm is not None and replica_vm.replication_mode == "Replica":
+            replica_vm.recovery_points.clear()

@@ -1,0 +1,241 @@
+"""Hyper-V VM cmdlets: Get-VM, New-VM, Start-VM, Stop-VM, Remove-VM and Get-VMSnapshot (recovery points)."""
+
+from __future__ import annotations
+
+from psrpcore.types import ErrorCategory, ErrorRecord
+
+from hvsim.cmdlets.base import (
+    FORCE,
+    INT32,
+    INT64,
+    PASSTHRU,
+    STRING,
+    STRINGS,
+    SWITCH,
+    UINT64,
+    BoundArguments,
+    CmdletContext,
+    Param,
+    cmdlet,
+    enum_type,
+)
+from hvsim.cmdlets.hyperv_common import (
+    COMMANDS,
+    COMPUTER_NAME,
+    OPERATION_FAILED_EXCEPTION,
+    VIRTUALIZATION_EXCEPTION,
+    check_computer_name,
+    find_vms,
+    is_wildcard,
+    select_vms,
+    vm_params,
+    wildcard_match,
+)
+from hvsim.cmdlets.hyperv_objects import SnapshotType, snapshot_object, vm_object
+from hvsim.hyperv import DEFAULT_VHD_DIR, DEFAULT_VM_PATH, GIB, HardDisk, VirtualMachine
+
+VM_SETS = ("Name", "VMObject")
+
+
+@cmdlet(
+    "Get-VM",
+    f"{COMMANDS}.GetVM",
+    [
+        Param("Name", STRINGS, aliases=("VMName",), position=0, sets=("Name",)),
+        Param("Id", STRING, sets=("Id",)),
+        COMPUTER_NAME,
+    ],
+    default_set="Name",
+)
+def get_vm(ctx: CmdletContext, args: BoundArguments) -> None:
+    check_computer_name(ctx, args)
+    hyperv, now = ctx.host.hyperv, ctx.lab.now()
+    if "Id" in args:
+        vm = hyperv.vm_by_id(args["Id"])
+        if vm is None:
+            ctx.write_error(
+                ctx.error(
+                    VIRTUALIZATION_EXCEPTION,
+                    f'Hyper-V was unable to find a virtual machine with id "{args["Id"]}".',
+                    "ObjectNotFound",
+                    ErrorCategory.ObjectNotFound,
+                    args["Id"],
+                )
+            )
+            return
+        ctx.write_output(vm_object(hyperv, vm, now))
+        return
+    for vm in find_vms(ctx, args.get("Name"), None, default_all=True):
+        ctx.write_output(vm_object(hyperv, vm, now))
+
+
+@cmdlet(
+    "New-VM",
+    f"{COMMANDS}.NewVM",
+    [
+        Param("Name", STRING, aliases=("VMName",), position=0),
+        Param("MemoryStartupBytes", INT64, position=1, value_range=(32 * 1024**2, 12 * 1024**4)),
+        Param("Generation", INT32, aliases=("Gen",), choices=("1", "2")),
+        Param("NewVHDPath", STRING, sets=("NewVHD",), mandatory=("NewVHD",)),
+        Param("NewVHDSizeBytes", UINT64, sets=("NewVHD",), mandatory=("NewVHD",)),
+        Param("VHDPath", STRING, sets=("ExistingVHD",), mandatory=("ExistingVHD",)),
+        Param("NoVHD", SWITCH, sets=("No VHD",)),
+        Param("Path", STRING),
+        Param("SwitchName", STRING),
+        Param("Force", SWITCH),
+        COMPUTER_NAME,
+    ],
+    default_set="No VHD",
+    supports_should_process=True,
+)
+def new_vm(ctx: CmdletContext, args: BoundArguments) -> None:
+    check_computer_name(ctx, args)
+    name = args.get("Name") or "New Virtual Machine"
+    disks: list[HardDisk] = []
+    for key, size in (("NewVHDPath", args.get("NewVHDSizeBytes")), ("VHDPath", None)):
+        path = args.get(key)
+        if path:
+            full = path if ":" in path or path.startswith("\\\\") else f"{DEFAULT_VHD_DIR}\\{path}"
+            disk = HardDisk(path=full)
+            if size:
+                disk.size_bytes, disk.data_bytes = int(size), min(disk.data_bytes, int(size) // 8)
+            disks.append(disk)
+    if not ctx.should_process(name, "New-VM"):
+        return
+    vm = ctx.host.hyperv.add_vm(
+        name,
+        generation=int(args.get("Generation") or 1),
+        memory_startup_bytes=int(args.get("MemoryStartupBytes") or GIB),
+        path=args.get("Path") or DEFAULT_VM_PATH,
+        hard_disks=disks,
+        now=ctx.lab.now(),
+    )
+    ctx.write_output(vm_object(ctx.host.hyperv, vm, ctx.lab.now()))
+
+
+def _change_power(ctx: CmdletContext, args: BoundArguments, running: bool) -> None:
+    now = ctx.lab.now()
+    for vm in select_vms(ctx, args):
+        if running and vm.replication_mode == "Replica":
+            ctx.write_error(_replica_cannot_start(ctx, vm))
+            continue
+        target = "Running" if running else "Off"
+        if vm.state == target:
+            ctx.write_warning(f"The virtual machine '{vm.name}' is already in the specified state.")
+        elif ctx.should_process(vm.name, ctx.spec.name):
+            vm.state = target
+            vm.uptime_started = now if running else None
+        if args.get("Passthru"):
+            ctx.write_output(vm_object(ctx.host.hyperv, vm, now))
+
+
+def _replica_cannot_start(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
+    return ctx.error(
+        OPERATION_FAILED_EXCEPTION,
+        f"'{vm.name}' failed to start: the virtual machine is a Replica and has not failed over; start a "
+        f"failover first. (Virtual machine ID {vm.id})",
+        "OperationFailed",
+        ErrorCategory.InvalidOperation,
+        vm.name,
+    )
+
+
+@cmdlet(
+    "Start-VM",
+    f"{COMMANDS}.StartVM",
+    [
+        *vm_params(name_sets=("Name",), object_sets=("VMObject",)),
+        PASSTHRU,
+        Param("AsJob", SWITCH),
+    ],
+    default_set="Name",
+    supports_should_process=True,
+)
+def start_vm(ctx: CmdletContext, args: BoundArguments) -> None:
+    _change_power(ctx, args, running=True)
+
+
+@cmdlet(
+    "Stop-VM",
+    f"{COMMANDS}.StopVM",
+    [
+        *vm_params(name_sets=("Name",), object_sets=("VMObject",)),
+        PASSTHRU,
+        FORCE,
+        Param("TurnOff", SWITCH),
+        Param("Save", SWITCH),
+        Param("AsJob", SWITCH),
+    ],
+    default_set="Name",
+    supports_should_process=True,
+)
+def stop_vm(ctx: CmdletContext, args: BoundArguments) -> None:
+    _change_power(ctx, args, running=False)
+
+
+@cmdlet(
+    "Remove-VM",
+    f"{COMMANDS}.RemoveVM",
+    [
+        *vm_params(name_sets=("Name",), object_sets=("VMObject",)),
+        PASSTHRU,
+        FORCE,
+        Param("AsJob", SWITCH),
+    ],
+    default_set="Name",
+    supports_should_process=True,
+    confirm_impact="High",
+)
+def remove_vm(ctx: CmdletContext, args: BoundArguments) -> None:
+    now = ctx.lab.now()
+    for vm in select_vms(ctx, args):
+        if vm.state != "Off":
+            ctx.write_error(
+                ctx.error(
+                    OPERATION_FAILED_EXCEPTION,
+                    f"'{vm.name}' failed to delete: the virtual machine must be turned off first. (Virtual "
+                    f"machine ID {vm.id})",
+                    "OperationFailed",
+                    ErrorCategory.InvalidOperation,
+                    vm.name,
+                )
+            )
+            continue
+        if ctx.common.whatif:
+            continue
+        if not args.get("Force"):  # -Force skips the confirmation ConfirmImpact High asks for
+            ctx.should_process(vm.name, "Remove-VM")
+        if args.get("Passthru"):
+            ctx.write_output(vm_object(ctx.host.hyperv, vm, now))
+        ctx.host.hyperv.remove_vm(vm)
+
+
+@cmdlet(
+    "Get-VMSnapshot",
+    f"{COMMANDS}.GetVMSnapshot",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        Param("Name", STRING, position=1),
+        Param("SnapshotType", enum_type(SnapshotType)),
+        Param("Id", STRING, sets=("Id",), mandatory=("Id",)),
+    ],
+    default_set="VMName",
+)
+def get_vm_snapshot(ctx: CmdletContext, args: BoundArguments) -> None:
+    hyperv = ctx.host.hyperv
+    wanted_type = args.get("SnapshotType")
+    name = args.get("Name")
+    vms = select_vms(ctx, args, default_all="Id" in args)
+    for vm in vms:
+        for point in sorted(vm.recovery_points, key=lambda p: p.creation_time):
+            if wanted_type is not None and point.snapshot_type != wanted_type.name:
+                continue
+            if name and not _name_matches(name, point.name):
+                continue
+            if "Id" in args and point.id != args["Id"].lower():
+                continue
+            ctx.write_output(snapshot_object(hyperv, vm, point))
+
+
+def _name_matches(pattern: str, value: str) -> bool:
+    return wildcard_match(pattern, value) if is_wildcard(pattern) else pattern.lower() == value.lower()
