@@ -1,0 +1,836 @@
+"""ReplicaServer: the replication side of one Hyper-V host.
+
+Create and update reconcile the host towards the inputs in a fixed order (trusted CAs, the host
+certificate, the revocation-check registry value, the listener firewall rule, the managed hosts-file
+block, Set-VMReplicationServer, authorization entries), touching only what differs. What this resource
+changed is recorded in the `managed` output so that delete undoes exactly that and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from hvreplica_provider import clock, pki
+from hvreplica_provider import hyperv as hv
+from hvreplica_provider import windows as win
+from hvreplica_provider.remoting import (
+    HostConnection,
+    NotFound,
+    RemoteError,
+    Session,
+    Statement,
+    cmd,
+    connection_dict,
+    is_type,
+    parse_connection,
+    prop,
+    text,
+)
+from hvreplica_provider.resources.base import (
+    CheckFailures,
+    args_props,
+    contains_unknown,
+    is_unknown,
+    normalise_ints,
+    user_properties,
+    with_secret_outputs,
+)
+
+DEFAULT_CERTIFICATE_PORT = 443
+DEFAULT_KERBEROS_PORT = 80
+SECRET_OUTPUTS = ("connection", "certificate")
+# Inputs that only matter to this provider: changing them never touches the host.
+LOCAL_KEYS = ("connection", "fqdn", "partner_trusted_ca_certs")
+HOST_KEYS = (
+    "certificate",
+    "trusted_ca_certs",
+    "disable_revocation_check",
+    "authentication",
+    "certificate_port",
+    "kerberos_port",
+    "replication_enabled",
+    "allowed_primaries",
+    "allow_any_primary",
+    "default_storage_location",
+    "open_firewall",
+    "hosts_entries",
+)
+COMPUTED_KEYS = (
+    "server",
+    "authorization_entries",
+    "revocation_check_disabled",
+    "firewall_rules",
+    "certificate_thumbprint",
+    "managed",
+)
+RULES_BY_AUTH = {
+    "Certificate": (win.FIREWALL_HTTPS_RULE,),
+    "Kerberos": (win.FIREWALL_HTTP_RULE,),
+    "CertificateAndKerberos": (win.FIREWALL_HTTPS_RULE, win.FIREWALL_HTTP_RULE),
+}
+_REGISTRY_PATH_MARK = "Registry::"
+
+
+# ------------------------------------------------------------------------------------------ host state
+
+
+@dataclass
+class HostState:
+    """Everything this resource looks at on one host, read in ONE invocation."""
+
+    my: list[win.StoreCertificate]
+    root: list[win.StoreCertificate]
+    replication_key_exists: bool
+    revocation_value: int | None
+    firewall: dict[str, win.FirewallRule]
+    hosts_lines: list[str]
+    server: hv.ReplicationServerSettings
+    entries: list[hv.AuthorizationEntry]
+    replications: list[hv.VMReplicationInfo]
+
+    def thumbprints(self, store: str) -> set[str]:
+        return {c.thumbprint for c in (self.my if store == win.MY_STORE else self.root)}
+
+
+def read_host(session: Session) -> HostState:
+    result = session.run(
+        [cmd("Test-Path", Path=win.REPLICATION_KEY)],
+        win.list_certificates_cmd(win.MY_STORE),
+        win.list_certificates_cmd(win.ROOT_STORE),
+        win.registry_values_cmd(win.REPLICATION_KEY),
+        win.firewall_rules_cmd([win.FIREWALL_HTTPS_RULE, win.FIREWALL_HTTP_RULE]),
+        win.hosts_read_cmd(),
+        *hv.server_read_cmds(),
+        hv.replication_read_cmd(),
+    )
+    # Absent registry key or firewall rule: no object comes back, which is what "absent" means here.
+    # Every other error (access denied, ...) is raised.
+    result.raise_errors(allow=(NotFound,))
+    out = result.output
+    certs = [o for o in out if is_type(o, "System.Security.Cryptography.X509Certificates.X509Certificate2")]
+    server = hv.parse_server(out)
+    if server is None:
+        raise NotFound(
+            "Get-VMReplicationServer returned nothing; is the Hyper-V role installed?",
+            cmdlet="Get-VMReplicationServer",
+            host=session.host,
+        )
+    registry = [o for o in out if _REGISTRY_PATH_MARK in text(prop(o, "PSPath"))]
+    return HostState(
+        my=win.parse_certificates([c for c in certs if _store_of(c) == "my"]),
+        root=win.parse_certificates([c for c in certs if _store_of(c) == "root"]),
+        replication_key_exists=next((o for o in out if isinstance(o, bool)), False),
+        revocation_value=win.parse_dword(registry, win.REVOCATION_VALUE),
+        firewall=win.parse_firewall_rules(out),
+        hosts_lines=win.hosts_lines(out),
+        server=server,
+        entries=hv.parse_entries(out),
+        replications=hv.parse_replications(out),
+    )
+
+
+def _store_of(cert: Any) -> str:
+    # PSParentPath is "Microsoft.PowerShell.Security\Certificate::LocalMachine\My" (or \Root).
+    return text(prop(cert, "PSParentPath")).rsplit("\\", 1)[-1].lower()
+
+
+# ------------------------------------------------------------------------------------------ desired state
+
+
+@dataclass(frozen=True)
+class Desired:
+    authentication: str
+    certificate_pfx: bytes | None
+    certificate_password: str | None
+    certificate_thumbprint: str
+    trusted_ca_pems: tuple[str, ...]
+    disable_revocation_check: bool
+    certificate_port: int
+    kerberos_port: int
+    replication_enabled: bool
+    allow_any_primary: bool
+    default_storage_location: str
+    entries: tuple[hv.AuthorizationEntry, ...]
+    open_firewall: bool
+    hosts_entries: dict[str, str]
+
+    @property
+    def firewall_rules(self) -> tuple[str, ...]:
+        return RULES_BY_AUTH[self.authentication] if self.replication_enabled else ()
+
+    def server(self) -> hv.ReplicationServerSettings:
+        return hv.ReplicationServerSettings(
+            replication_enabled=self.replication_enabled,
+            authentication=self.authentication if self.replication_enabled else "",
+            certificate_thumbprint=self.certificate_thumbprint
+            if self.replication_enabled and self.uses_certificate
+            else "",
+            certificate_port=self.certificate_port,
+            kerberos_port=self.kerberos_port,
+            allow_any_primary=self.replication_enabled and self.allow_any_primary,
+            default_storage_location=self.default_storage_location if self.allow_any_primary else "",
+        )
+
+    @property
+    def uses_certificate(self) -> bool:
+        return self.authentication != "Kerberos"
+
+
+def desired_from(inputs: Mapping[str, Any]) -> Desired:
+    cert = inputs.get("certificate") or {}
+    pfx = base64.b64decode(cert["pfx_base64"]) if cert.get("pfx_base64") else None
+    thumb = normalise_thumbprint(cert.get("thumbprint") or "")
+    if pfx is not None and cert.get("thumbprint") is None:
+        thumb = pki.thumbprint(pki.load_pfx(pfx, cert.get("pfx_password") or "").certificate)
+    return Desired(
+        authentication=inputs.get("authentication") or "Certificate",
+        certificate_pfx=pfx,
+        certificate_password=cert.get("pfx_password"),
+        certificate_thumbprint=thumb,
+        trusted_ca_pems=tuple(inputs.get("trusted_ca_certs") or ()),
+        disable_revocation_check=bool(inputs.get("disable_revocation_check")),
+        certificate_port=int(inputs.get("certificate_port") or DEFAULT_CERTIFICATE_PORT),
+        kerberos_port=int(inputs.get("kerberos_port") or DEFAULT_KERBEROS_PORT),
+        replication_enabled=inputs.get("replication_enabled") is not False,
+        allow_any_primary=bool(inputs.get("allow_any_primary")),
+        default_storage_location=inputs.get("default_storage_location") or "",
+        entries=tuple(
+            hv.AuthorizationEntry(
+                e["primary_server"], e["storage_location"], e.get("trust_group") or hv.DEFAULT_TRUST_GROUP
+            )
+            for e in inputs.get("allowed_primaries") or ()
+        ),
+        open_firewall=inputs.get("open_firewall") is not False,
+        hosts_entries={k.lower(): v for k, v in (inputs.get("hosts_entries") or {}).items()},
+    )
+
+
+def normalise_thumbprint(value: str) -> str:
+    """Upper-case hex without the spaces and invisible characters copied from the certificate MMC."""
+    return "".join(ch for ch in value if ch in "0123456789abcdefABCDEF").upper()
+
+
+def ca_thumbprints(pems: Sequence[str]) -> list[str]:
+    return [pki.thumbprint(c) for pem in pems for c in pki.load_certificates(pem, "trusted CA certificate")]
+
+
+# ------------------------------------------------------------------------------------------ what we did
+
+
+@dataclass
+class Managed:
+    """What this resource changed on the host (so delete undoes exactly that)."""
+
+    ca_thumbprints: list[str] = field(default_factory=list)
+    certificate_thumbprints: list[str] = field(default_factory=list)
+    revocation_value_set: bool = False
+    revocation_value_prior: int | None = None
+    firewall_rules: list[str] = field(default_factory=list)
+    entries: list[str] = field(default_factory=list)
+    server_prior: dict[str, Any] | None = None
+
+    @classmethod
+    def from_output(cls, raw: Any) -> Managed:
+        """From stored outputs, where the engine turned every integer into a float."""
+        known = {k: v for k, v in (raw or {}).items() if k in cls.__dataclass_fields__}
+        ports = {"certificate_port": int, "kerberos_port": int}
+        return cls(**normalise_ints(known, {"revocation_value_prior": int, "server_prior": ports}))
+
+
+def _append_new(items: list[str], value: str) -> None:
+    if value not in items:
+        items.append(value)
+
+
+# ------------------------------------------------------------------------------------------ reconcile
+
+
+def reconcile(session: Session, desired: Desired, state: HostState, managed: Managed) -> None:
+    """Bring the host to `desired`, touching only what differs; record changes in `managed`."""
+    _install_certificates(session, desired, state, managed)
+    statements = settings_statements(desired, state, managed)
+    if not statements:
+        return
+    try:
+        session.run(*statements).raise_errors()
+    except RemoteError:
+        # A retried invocation whose first reply was lost re-runs statements that already took effect
+        # (New-Item on the key it created, ...). Settled when the host now needs nothing more.
+        if settings_statements(desired, read_host(session), copy.deepcopy(managed)):
+            raise
+
+
+def settings_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
+    """Registry, firewall, hosts file, server settings and entries: what differs, in that order."""
+    statements: list[Statement] = []
+    statements += _registry_statements(desired, state, managed)
+    statements += _firewall_statements(desired, state, managed)
+    wanted_hosts = win.render_hosts(state.hosts_lines, desired.hosts_entries)
+    if wanted_hosts != state.hosts_lines:
+        statements.append(win.hosts_write_cmd(wanted_hosts))
+    statements += _server_statements(desired, state, managed)
+    return statements
+
+
+def _install_certificates(session: Session, desired: Desired, state: HostState, managed: Managed) -> None:
+    root = state.thumbprints(win.ROOT_STORE)
+    missing_cas = [pem for pem in desired.trusted_ca_pems if not set(ca_thumbprints([pem])) <= root]
+    need_pfx = (
+        desired.uses_certificate
+        and desired.certificate_pfx is not None
+        and desired.certificate_thumbprint not in state.thumbprints(win.MY_STORE)
+    )
+    if not missing_cas and not need_pfx:
+        return
+    win.install_certificates(
+        session,
+        ca_pems=missing_cas,
+        pfx=desired.certificate_pfx if need_pfx else None,
+        pfx_password=desired.certificate_password,
+    )
+    for thumb in ca_thumbprints(missing_cas):
+        if thumb not in root:
+            _append_new(managed.ca_thumbprints, thumb)
+    if need_pfx:
+        _append_new(managed.certificate_thumbprints, desired.certificate_thumbprint)
+
+
+def _registry_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
+    wanted = 1 if desired.disable_revocation_check else 0
+    current = state.revocation_value
+    if (current or 0) == wanted:  # an absent value means 0: revocation is checked
+        return []
+    if not managed.revocation_value_set:
+        managed.revocation_value_set, managed.revocation_value_prior = True, current
+    if wanted == 0 and managed.revocation_value_prior is None:
+        return [win.remove_value_cmd(win.REPLICATION_KEY, win.REVOCATION_VALUE)]
+    return win.set_dword_cmds(
+        win.REPLICATION_KEY, win.REVOCATION_VALUE, wanted, key_exists=state.replication_key_exists
+    )
+
+
+def _firewall_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
+    if not desired.open_firewall:
+        # Close only what this resource opened; a rule opened by someone else stays as it is.
+        closing = [n for n in managed.firewall_rules if n in state.firewall and state.firewall[n].enabled]
+        managed.firewall_rules = [n for n in managed.firewall_rules if n not in closing]
+        return [win.set_firewall_rule_cmd(n, False) for n in closing]
+    out = []
+    for name in desired.firewall_rules:
+        rule = state.firewall.get(name)
+        if rule is None:
+            raise NotFound(
+                f"firewall rule {name} does not exist; is the Hyper-V role installed?",
+                cmdlet="Get-NetFirewallRule",
+            )
+        if not rule.enabled:
+            out.append(win.set_firewall_rule_cmd(name, True))
+            _append_new(managed.firewall_rules, name)
+    return out
+
+
+def _server_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
+    out: list[Statement] = []
+    wanted = desired.server()
+    if wanted != state.server:
+        if managed.server_prior is None:
+            managed.server_prior = asdict(state.server)
+        out.append(hv.set_server_cmd(wanted))
+        old = state.server.certificate_thumbprint
+        if (
+            old
+            and old != wanted.certificate_thumbprint
+            and old in managed.certificate_thumbprints
+            and not any(r.settings.certificate_thumbprint == old for r in state.replications)
+        ):
+            # Rotation: the new certificate is already installed and switched to; the old one goes only
+            # when no VM replication on this host still authenticates with it.
+            out.append(win.remove_certificate_cmd(win.MY_STORE, old))
+            managed.certificate_thumbprints.remove(old)
+    if desired.replication_enabled and not desired.allow_any_primary:
+        out += hv.entry_cmds(state.entries, desired.entries, remove_unlisted=managed.entries)
+        present = {e.key for e in state.entries}
+        wanted_keys = [e.key for e in desired.entries]
+        managed.entries = [k for k in wanted_keys if k in managed.entries or k not in present]
+    return out
+
+
+def undo(session: Session, state: HostState, managed: Managed) -> None:
+    """Undo what `managed` records, leaving everything else alone. Idempotent."""
+    statements: list[Statement] = []
+    present = {e.key: e for e in state.entries}
+    statements += [
+        [
+            cmd(
+                "Remove-VMReplicationAuthorizationEntry",
+                AllowedPrimaryServer=present[k].allowed_primary_server,
+                ErrorAction="Stop",
+            )
+        ]
+        for k in managed.entries
+        if k in present
+    ]
+    if managed.server_prior is not None:
+        prior = hv.ReplicationServerSettings(**managed.server_prior)
+        if prior != state.server:
+            statements.append(hv.set_server_cmd(prior))
+    statements += [
+        win.set_firewall_rule_cmd(n, False)
+        for n in managed.firewall_rules
+        if n in state.firewall and state.firewall[n].enabled
+    ]
+    cleaned_hosts = win.render_hosts(state.hosts_lines, {})
+    if cleaned_hosts != state.hosts_lines:
+        statements.append(win.hosts_write_cmd(cleaned_hosts))
+    if managed.revocation_value_set and state.revocation_value != managed.revocation_value_prior:
+        if managed.revocation_value_prior is None:
+            statements.append(win.remove_value_cmd(win.REPLICATION_KEY, win.REVOCATION_VALUE))
+        else:
+            statements += win.set_dword_cmds(
+                win.REPLICATION_KEY, win.REVOCATION_VALUE, managed.revocation_value_prior, key_exists=True
+            )
+    still_replicating = bool(state.replications)
+    my = state.thumbprints(win.MY_STORE)
+    for thumb in managed.certificate_thumbprints:
+        if thumb in my and not any(r.settings.certificate_thumbprint == thumb for r in state.replications):
+            statements.append(win.remove_certificate_cmd(win.MY_STORE, thumb))
+    if not still_replicating:  # a CA may still verify a partner of a live replication: keep it then
+        root = state.thumbprints(win.ROOT_STORE)
+        statements += [
+            win.remove_certificate_cmd(win.ROOT_STORE, t) for t in managed.ca_thumbprints if t in root
+        ]
+    if statements:
+        session.run(*statements).raise_errors()
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+
+def observed(inputs: Mapping[str, Any], state: HostState, managed: Managed) -> dict[str, Any]:
+    """Outputs: the inputs as the host shows them (so refresh reveals drift) plus what was read."""
+    desired = desired_from(inputs)
+    root = state.thumbprints(win.ROOT_STORE)
+    server = state.server
+    my = state.thumbprints(win.MY_STORE)
+    cert = dict(inputs.get("certificate") or {})
+    if cert and desired.uses_certificate:
+        installed = desired.certificate_thumbprint in my
+        in_use = (
+            server.certificate_thumbprint if server.replication_enabled else desired.certificate_thumbprint
+        )
+        cert["thumbprint"] = in_use if installed else ""
+    relevant = {e.key for e in desired.entries} | set(managed.entries)
+    entries = [e for e in state.entries if e.key in relevant]
+    as_read = {
+        **inputs,
+        "trusted_ca_certs": [pem for pem in desired.trusted_ca_pems if set(ca_thumbprints([pem])) <= root],
+        "disable_revocation_check": state.revocation_value == 1,
+        "authentication": server.authentication or desired.authentication,
+        "certificate_port": server.certificate_port,
+        "kerberos_port": server.kerberos_port,
+        "replication_enabled": server.replication_enabled,
+        "allow_any_primary": server.allow_any_primary,
+        "default_storage_location": server.default_storage_location or inputs.get("default_storage_location"),
+        "allowed_primaries": [
+            {
+                "primary_server": e.allowed_primary_server,
+                "storage_location": e.storage_location,
+                "trust_group": e.trust_group,
+            }
+            for e in entries
+        ],
+        "open_firewall": _firewall_open(desired, state),
+        "hosts_entries": win.parse_managed_block(state.hosts_lines),
+    }
+    if cert:
+        as_read["certificate"] = cert
+    return {
+        **as_read,
+        "server": asdict(server),
+        "authorization_entries": [asdict(e) for e in state.entries],
+        "revocation_check_disabled": state.revocation_value == 1,
+        "firewall_rules": {n: r.enabled for n, r in state.firewall.items()},
+        "certificate_thumbprint": server.certificate_thumbprint,
+        "managed": asdict(managed),
+    }
+
+
+def _firewall_open(desired: Desired, state: HostState) -> bool:
+    if not desired.firewall_rules:
+        return desired.open_firewall
+    return all(n in state.firewall and state.firewall[n].enabled for n in desired.firewall_rules)
+
+
+def _comparable(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs with defaults filled so that absent and default compare equal."""
+    d = desired_from(inputs)
+    return {
+        "certificate": d.certificate_thumbprint if d.uses_certificate else "",
+        "trusted_ca_certs": sorted(ca_thumbprints(d.trusted_ca_pems)),
+        "disable_revocation_check": d.disable_revocation_check,
+        "authentication": d.authentication,
+        "certificate_port": d.certificate_port,
+        "kerberos_port": d.kerberos_port,
+        "replication_enabled": d.replication_enabled,
+        "allowed_primaries": sorted((e.key, e.storage_location, e.trust_group) for e in d.entries)
+        if d.replication_enabled and not d.allow_any_primary
+        else [],
+        "allow_any_primary": d.allow_any_primary and d.replication_enabled,
+        "default_storage_location": d.default_storage_location if d.allow_any_primary else "",
+        "open_firewall": d.open_firewall,
+        "hosts_entries": d.hosts_entries,
+    }
+
+
+def _identity(conn: Any) -> tuple[str, int]:
+    c = HostConnection.from_input(conn)
+    return c.host.lower(), c.effective_port
+
+
+# ------------------------------------------------------------------------------------------ provider
+
+
+class ReplicaServerProvider(ResourceProvider):
+    """Dynamic provider of `ReplicaServer` (stateless, pickled by reference)."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        checked = CheckFailures(news, secret_keys=("certificate", "connection"))
+        conn_raw = checked.inputs.get("connection")
+        if conn_raw is None:
+            checked.add("connection", "connection is required (host and credentials of the Hyper-V host)")
+        elif not contains_unknown(conn_raw):
+            conn, problems = parse_connection(conn_raw, "connection")
+            for prop_, reason in problems:
+                checked.add(prop_, reason)
+            if conn is not None:
+                checked.inputs["connection"] = connection_dict(conn)
+                for warning in conn.warnings():
+                    pulumi.log.warn(f"ReplicaServer: {warning}")
+        fqdn = checked.string("fqdn", required=True, problem=pki.dns_name_problem)
+        auth = checked.choice("authentication", hv.SERVER_AUTHENTICATIONS, default="Certificate")
+        cert_port = checked.integer(
+            "certificate_port", default=DEFAULT_CERTIFICATE_PORT, minimum=1, maximum=65535
+        )
+        kerb_port = checked.integer("kerberos_port", default=DEFAULT_KERBEROS_PORT, minimum=1, maximum=65535)
+        if auth == "CertificateAndKerberos" and cert_port is not None and cert_port == kerb_port:
+            checked.add("kerberos_port", "kerberos_port and certificate_port must differ when both are used")
+        cas = checked.string_list("trusted_ca_certs", problem=_ca_problem)
+        partner_cas = checked.string_list("partner_trusted_ca_certs", problem=_ca_problem)
+        revocation_off = _bool_input(checked, "disable_revocation_check", False)
+        enabled = _bool_input(checked, "replication_enabled", True)
+        any_primary = _bool_input(checked, "allow_any_primary", False)
+        if _bool_input(checked, "open_firewall", True):
+            _warn_custom_ports(auth, cert_port, kerb_port)
+        _check_entries(checked, any_primary, enabled)
+        _check_hosts_entries(checked)
+        if auth is not None and auth != "Kerberos":
+            _check_certificate(checked, fqdn, cas, partner_cas, revocation_off)
+        return checked.result()
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = []
+        if contains_unknown(news.get("connection")) or _identity(olds["connection"]) != _identity(
+            news["connection"]
+        ):
+            replaces.append("connection")
+        changed = [k for k in LOCAL_KEYS if contains_unknown(news.get(k)) or olds.get(k) != news.get(k)]
+        if any(contains_unknown(news.get(k)) for k in HOST_KEYS):
+            changed.append("host settings")
+        else:
+            old_c, new_c = _comparable(olds), _comparable(news)
+            changed += [k for k in HOST_KEYS if old_c[k] != new_c[k]]
+        return DiffResult(changes=bool(replaces or changed), replaces=replaces, delete_before_replace=True)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = user_properties(props)
+        session = _session(inputs)
+        managed = Managed()
+        reconcile(session, desired_from(inputs), read_host(session), managed)
+        outputs = observed(inputs, read_host(session), managed)
+        return CreateResult(f"{_identity(inputs['connection'])[0]}/replica-server", outputs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        outputs = user_properties(props)
+        if "connection" not in outputs:
+            raise ValueError(f"ReplicaServer {id_!r}: import is not supported; declare it and run pulumi up")
+        managed = Managed.from_output(outputs.get("managed"))
+        inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_KEYS}
+        fresh = observed(inputs, read_host(_session(inputs)), managed)
+        return ReadResult(id_, fresh, {k: v for k, v in fresh.items() if k not in COMPUTED_KEYS})
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = user_properties(news)
+        managed = Managed.from_output(olds.get("managed"))
+        if _comparable(olds) == _comparable(inputs):
+            # Only provider-side settings (credentials, fqdn, partner CAs) changed: no host is touched.
+            return UpdateResult({**inputs, **{k: olds.get(k) for k in COMPUTED_KEYS}})
+        session = _session(inputs)
+        reconcile(session, desired_from(inputs), read_host(session), managed)
+        return UpdateResult(observed(inputs, read_host(session), managed))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        outputs = user_properties(props)
+        session = _session(outputs)
+        undo(session, read_host(session), Managed.from_output(outputs.get("managed")))
+
+
+def _warn_custom_ports(auth: str | None, cert_port: int | None, kerb_port: int | None) -> None:
+    # The stock Hyper-V Replica rules open TCP 443 and 80; whether they follow a changed listener port is
+    # disputed (hyperv-replica.md §5), so a custom port needs a rule of its own.
+    custom = []
+    if auth in ("Certificate", "CertificateAndKerberos") and cert_port not in (
+        None,
+        DEFAULT_CERTIFICATE_PORT,
+    ):
+        custom.append(f"certificate_port {cert_port}")
+    if auth in ("Kerberos", "CertificateAndKerberos") and kerb_port not in (None, DEFAULT_KERBEROS_PORT):
+        custom.append(f"kerberos_port {kerb_port}")
+    if custom:
+        pulumi.log.warn(
+            f"ReplicaServer: open_firewall enables the stock Hyper-V Replica rules (TCP 443/80); "
+            f"{' and '.join(custom)} may need an inbound firewall rule of its own"
+        )
+
+
+def _session(inputs: Mapping[str, Any]) -> Session:
+    return Session(HostConnection.from_input(inputs["connection"]))
+
+
+def _bool_input(checked: CheckFailures, key: str, default: bool) -> bool | None:
+    value = checked.inputs.get(key)
+    if value is None:
+        checked.inputs[key] = default
+        return default
+    if is_unknown(value):
+        return None
+    if not isinstance(value, bool):
+        checked.add(key, f"{key} must be true or false")
+        return None
+    return value
+
+
+def _ca_problem(pem: str) -> str | None:
+    try:
+        certs = pki.load_certificates(pem, "the certificate")
+    except ValueError as exc:
+        return str(exc)
+    if not all(pki.is_ca(c) for c in certs):
+        return (
+            "it is not a CA certificate (BasicConstraints CA:TRUE); "
+            "list the CAs that issued the host certificates"
+        )
+    return None
+
+
+def _check_entries(checked: CheckFailures, any_primary: bool | None, enabled: bool | None) -> None:
+    raw = checked.inputs.get("allowed_primaries")
+    location = checked.string("default_storage_location", problem=_path_problem)
+    if any_primary and not location:
+        checked.add(
+            "default_storage_location",
+            "allow_any_primary needs default_storage_location (an absolute "
+            "path such as D:\\Replica) for the VMs of unlisted primaries",
+        )
+    if raw is None or contains_unknown(raw):
+        checked.inputs.setdefault("allowed_primaries", [])
+        return
+    if not isinstance(raw, list):
+        checked.add(
+            "allowed_primaries",
+            "allowed_primaries must be a list of {primary_server, storage_location, trust_group}",
+        )
+        return
+    if raw and any_primary:
+        checked.add(
+            "allowed_primaries",
+            "allowed_primaries cannot be combined with allow_any_primary: Hyper-V "
+            "refuses specific entries while the '*' entry exists; use one or the other",
+        )
+    seen: set[str] = set()
+    normalised = []
+    for i, entry in enumerate(raw):
+        where = f"allowed_primaries[{i}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("primary_server"), str):
+            checked.add(where, f"{where} needs primary_server (an FQDN or '*.domain') and storage_location")
+            continue
+        server = entry["primary_server"]
+        problem = pki.dns_name_problem(server[2:] if server.startswith("*.") else server)
+        if problem:
+            checked.add(f"{where}.primary_server", f"{where}.primary_server {server!r}: {problem}")
+        if server.lower() in seen:
+            checked.add(f"{where}.primary_server", f"{where}.primary_server {server!r} is listed twice")
+        seen.add(server.lower())
+        location_problem = _path_problem(entry.get("storage_location"))
+        if location_problem:
+            checked.add(f"{where}.storage_location", f"{where}.storage_location {location_problem}")
+        normalised.append(
+            {
+                "primary_server": server,
+                "storage_location": entry.get("storage_location"),
+                "trust_group": entry.get("trust_group") or hv.DEFAULT_TRUST_GROUP,
+            }
+        )
+    if enabled is False and raw:
+        checked.add(
+            "allowed_primaries",
+            "allowed_primaries needs replication_enabled (a primary-only host receives no replicas)",
+        )
+    checked.inputs["allowed_primaries"] = normalised
+
+
+def _path_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) < 3 or value[1:3] != ":\\" or not value[0].isalpha():
+        return "must be an absolute Windows path such as D:\\Hyper-V\\Replica"
+    return None
+
+
+def _check_hosts_entries(checked: CheckFailures) -> None:
+    raw = checked.inputs.get("hosts_entries")
+    if raw is None:
+        checked.inputs["hosts_entries"] = {}
+        return
+    if contains_unknown(raw):
+        return
+    if not isinstance(raw, Mapping):
+        checked.add("hosts_entries", "hosts_entries must map FQDNs to IP addresses")
+        return
+    for name, address in raw.items():
+        problem = pki.dns_name_problem(name)
+        if problem:
+            checked.add("hosts_entries", f"hosts_entries key {name!r}: {problem}")
+        try:
+            ipaddress.ip_address(address)
+        except (TypeError, ValueError):
+            checked.add("hosts_entries", f"hosts_entries[{name!r}] = {address!r} is not an IP address")
+
+
+def _check_certificate(
+    checked: CheckFailures,
+    fqdn: str | None,
+    cas: list[str] | None,
+    partner_cas: list[str] | None,
+    revocation_off: bool | None,
+) -> None:
+    raw = checked.inputs.get("certificate")
+    if raw is None:
+        checked.add(
+            "certificate",
+            "certificate authentication needs certificate {pfx_base64, pfx_password, "
+            "thumbprint} (for example a HostCertificate's outputs)",
+        )
+        return
+    if contains_unknown(raw):
+        return
+    if not isinstance(raw, Mapping) or not raw.get("pfx_base64"):
+        checked.add("certificate", "certificate must hold pfx_base64 and pfx_password")
+        return
+    try:
+        pfx = pki.load_pfx(base64.b64decode(raw["pfx_base64"], validate=True), raw.get("pfx_password") or "")
+    except (ValueError, binascii.Error) as exc:
+        checked.add("certificate", f"certificate.pfx_base64: {exc}; check pfx_base64 and pfx_password")
+        return
+    cert = pfx.certificate
+    thumb = pki.thumbprint(cert)
+    given = normalise_thumbprint(raw.get("thumbprint") or "")
+    if given and given != thumb:
+        checked.add(
+            "certificate", f"certificate.thumbprint {given} does not match the PFX's certificate ({thumb})"
+        )
+    if pfx.private_key is None:
+        checked.add(
+            "certificate", "the PFX holds no private key; Hyper-V Replica needs the key in LocalMachine\\My"
+        )
+    if fqdn and not pki.covers_dns_name(cert, fqdn):
+        checked.add(
+            "certificate",
+            f"the certificate does not cover fqdn {fqdn!r} (neither its CN nor a SAN DNS "
+            "name); issue it for the exact name partners use",
+        )
+    missing = pki.missing_ekus(cert)
+    if missing:
+        checked.add(
+            "certificate",
+            f"the certificate lacks the {' and '.join(missing)} EKU; Hyper-V Replica "
+            "needs both Server and Client Authentication",
+        )
+    problem = pki.validity_problem(cert, clock.now())
+    if problem:
+        checked.add("certificate", f"the certificate {problem}; issue a new one")
+    anchors, which = (partner_cas, "partner_trusted_ca_certs") if partner_cas else (cas, "trusted_ca_certs")
+    if anchors and not pki.issued_by_any(cert, anchors):
+        checked.add(
+            "certificate",
+            f"the certificate is not signed by any CA in {which}; the partner will not "
+            "trust it: add its issuing CA there (self-signed host certificates do not work)",
+        )
+    if revocation_off is False and not pki.has_crl_distribution_point(cert):
+        checked.add(
+            "disable_revocation_check",
+            "the certificate has no CRL distribution point, so Hyper-V's revocation check fails; set "
+            "disable_revocation_check: true (usual for a private CA) or issue it with a reachable CRL",
+        )
+    checked.inputs["certificate"] = {**raw, "thumbprint": thumb}
+
+
+# ------------------------------------------------------------------------------------------ resource
+
+
+@dataclass
+class ReplicaServerArgs:
+    """Inputs of `ReplicaServer` (DESIGN.md §4). `connection` is a HostConnection dict; `certificate` is
+    {pfx_base64, pfx_password, thumbprint}; `allowed_primaries` items are {primary_server,
+    storage_location, trust_group}; `hosts_entries` maps FQDN -> IP."""
+
+    connection: pulumi.Input[Mapping[str, Any]]
+    fqdn: pulumi.Input[str]
+    certificate: pulumi.Input[Mapping[str, Any]] | None = None
+    trusted_ca_certs: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    partner_trusted_ca_certs: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    disable_revocation_check: pulumi.Input[bool] | None = None
+    authentication: pulumi.Input[str] | None = None
+    certificate_port: pulumi.Input[int] | None = None
+    kerberos_port: pulumi.Input[int] | None = None
+    replication_enabled: pulumi.Input[bool] | None = None
+    allowed_primaries: pulumi.Input[Sequence[pulumi.Input[Mapping[str, Any]]]] | None = None
+    allow_any_primary: pulumi.Input[bool] | None = None
+    default_storage_location: pulumi.Input[str] | None = None
+    open_firewall: pulumi.Input[bool] | None = None
+    hosts_entries: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
+
+
+class ReplicaServer(Resource, module="hvreplica", name="ReplicaServer"):
+    """Hyper-V Replica server settings of one host, with its certificates, firewall and names."""
+
+    server: pulumi.Output[dict]
+    authorization_entries: pulumi.Output[list]
+    revocation_check_disabled: pulumi.Output[bool]
+    firewall_rules: pulumi.Output[dict]
+    certificate_thumbprint: pulumi.Output[str]
+    managed: pulumi.Output[dict]
+
+    def __init__(
+        self, resource_name: str, args: ReplicaServerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(
+            ReplicaServerProvider(),
+            resource_name,
+            args_props(args, COMPUTED_KEYS),
+            with_secret_outputs(opts, SECRET_OUTPUTS),
+        )

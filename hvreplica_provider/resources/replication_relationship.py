@@ -1,0 +1,512 @@
+"""ReplicationRelationship: one VM replicated from a primary host to a replica server.
+
+Create runs Enable-VMReplication, the initial replication and a read-back in ONE invocation on the
+primary; read is one unfiltered Get-VMReplication. Settings Set-VMReplication can change update in
+place; the VM, the replica server name and the excluded disks replace.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from hvreplica_provider import clock, pki
+from hvreplica_provider import hyperv as hv
+from hvreplica_provider.remoting import (
+    HostConnection,
+    InvalidState,
+    RemoteError,
+    Session,
+    connection_dict,
+    parse_connection,
+)
+from hvreplica_provider.resources.base import (
+    CheckFailures,
+    args_props,
+    contains_unknown,
+    is_unknown,
+    user_properties,
+    with_secret_outputs,
+)
+from hvreplica_provider.resources.replica_server import normalise_thumbprint
+
+INITIAL_MODES = ("network", "scheduled", "export", "none")
+FREQUENCIES = (30, 300, 900)
+DEFAULT_WAIT_TIMEOUT_SEC = 1800
+POLL_INTERVAL_SEC = 2.0
+SECRET_OUTPUTS = ("primary", "replica")
+REPLACE_KEYS = ("vm_name", "replica_server_fqdn", "excluded_vhd_paths")
+# Settings Set-VMReplication changes in place (the names of ReplicationSettings).
+SETTING_KEYS = (
+    "authentication",
+    "certificate_thumbprint",
+    "replica_port",
+    "frequency_sec",
+    "recovery_history",
+    "vss_snapshot_frequency_hour",
+    "compression",
+    "replicate_host_kvp_items",
+    "auto_resynchronize",
+    "auto_resynchronize_start",
+    "auto_resynchronize_end",
+    "bypass_proxy_server",
+)
+# Inputs that only this provider reads: a change touches no host.
+LOCAL_KEYS = (
+    "primary",
+    "replica",
+    "initial_replication",
+    "initial_replication_start_time",
+    "initial_replication_destination_path",
+    "wait_for_initial_replication",
+    "initial_replication_timeout_sec",
+    "delete_replica_vm_on_destroy",
+)
+COMPUTED_KEYS = ("state", "health", "mode", "primary_server", "replica_server", "last_replication_time")
+_DEFAULTS: dict[str, Any] = {
+    "authentication": "Certificate",
+    "replica_port": 443,
+    "frequency_sec": 300,
+    "recovery_history": 0,
+    "vss_snapshot_frequency_hour": 0,
+    "compression": True,
+    "replicate_host_kvp_items": True,
+    "auto_resynchronize": True,
+    "bypass_proxy_server": False,
+    "initial_replication": "network",
+    "wait_for_initial_replication": False,
+    "initial_replication_timeout_sec": DEFAULT_WAIT_TIMEOUT_SEC,
+    "delete_replica_vm_on_destroy": False,
+}
+
+
+def settings_from(inputs: Mapping[str, Any]) -> hv.ReplicationSettings:
+    values = {k: inputs.get(k, _DEFAULTS.get(k)) for k in SETTING_KEYS}
+    values["certificate_thumbprint"] = normalise_thumbprint(values["certificate_thumbprint"] or "")
+    return hv.ReplicationSettings(replica_server_fqdn=inputs["replica_server_fqdn"], **values)
+
+
+def initial_from(inputs: Mapping[str, Any]) -> hv.InitialReplication:
+    return hv.InitialReplication(
+        mode=inputs.get("initial_replication") or "network",
+        start_time=inputs.get("initial_replication_start_time"),
+        destination_path=inputs.get("initial_replication_destination_path"),
+    )
+
+
+def observed(inputs: Mapping[str, Any], info: hv.VMReplicationInfo) -> dict[str, Any]:
+    """Outputs: the inputs as the host shows them (same property names) plus state and health."""
+    applied = asdict(info.settings)
+    if info.settings.authentication == "Kerberos":
+        applied["certificate_thumbprint"] = inputs.get("certificate_thumbprint")
+    if not info.settings.auto_resynchronize or inputs.get("auto_resynchronize_start") is None:
+        # The window is only ours to compare when one was asked for.
+        applied["auto_resynchronize_start"] = inputs.get("auto_resynchronize_start")
+        applied["auto_resynchronize_end"] = inputs.get("auto_resynchronize_end")
+    return {
+        **inputs,
+        **applied,
+        "vm_name": info.vm_name,
+        "state": info.state,
+        "health": info.health,
+        "mode": info.mode,
+        "primary_server": info.primary_server,
+        "replica_server": info.replica_server,
+        "last_replication_time": info.last_replication_time,
+    }
+
+
+def relationship_id(inputs: Mapping[str, Any]) -> str:
+    host = HostConnection.from_input(inputs["primary"]).host.lower()
+    return f"{host}/{inputs['vm_name']}->{inputs['replica_server_fqdn'].lower()}"
+
+
+class ReplicationRelationshipProvider(ResourceProvider):
+    """Dynamic provider of `ReplicationRelationship` (stateless, pickled by reference)."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        checked = CheckFailures(news, secret_keys=("primary", "replica"))
+        for key in ("primary", "replica"):
+            _check_connection(checked, key)
+        checked.string("vm_name", required=True, problem=_vm_name_problem)
+        checked.string("replica_server_fqdn", required=True, problem=pki.dns_name_problem)
+        auth = checked.choice("authentication", hv.VM_AUTHENTICATIONS, default="Certificate")
+        _check_thumbprint(checked, auth)
+        checked.integer("replica_port", default=443, minimum=1, maximum=65535)
+        checked.integer("frequency_sec", default=300, allowed=FREQUENCIES)
+        history = checked.integer("recovery_history", default=0, minimum=0, maximum=24)
+        vss = checked.integer("vss_snapshot_frequency_hour", default=0, minimum=0, maximum=12)
+        if vss and history == 0:
+            checked.add(
+                "vss_snapshot_frequency_hour",
+                "vss_snapshot_frequency_hour needs recovery_history of at least 1 (VSS copies are kept as "
+                "recovery points); raise recovery_history or set the frequency to 0",
+            )
+        for key in (
+            "compression",
+            "replicate_host_kvp_items",
+            "auto_resynchronize",
+            "bypass_proxy_server",
+            "wait_for_initial_replication",
+            "delete_replica_vm_on_destroy",
+        ):
+            _bool_input(checked, key)
+        _check_window(checked)
+        checked.string_list("excluded_vhd_paths", problem=_path_problem)
+        _check_initial(checked)
+        checked.integer("initial_replication_timeout_sec", default=DEFAULT_WAIT_TIMEOUT_SEC, minimum=1)
+        return checked.result()
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [
+            k for k in REPLACE_KEYS if contains_unknown(news.get(k)) or _norm(olds, k) != _norm(news, k)
+        ]
+        if contains_unknown(news.get("primary")) or _identity(olds["primary"]) != _identity(news["primary"]):
+            replaces.append("primary")
+        changed = [
+            k
+            for k in (*SETTING_KEYS, *LOCAL_KEYS)
+            if contains_unknown(news.get(k)) or _norm(olds, k) != _norm(news, k)
+        ]
+        return DiffResult(changes=bool(replaces or changed), replaces=replaces, delete_before_replace=True)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = user_properties(props)
+        session = _session(inputs, "primary")
+        vm = inputs["vm_name"]
+        initial = initial_from(inputs)
+        try:
+            result = session.run(
+                *hv.enable_cmds(vm, settings_from(inputs), initial, inputs.get("excluded_vhd_paths") or ())
+            )
+            result.raise_errors()
+            infos = hv.parse_replications(result.output)
+        except InvalidState as refused:
+            # A re-run after a failure half-way: adopt the existing leg when it points where we want.
+            infos = _adopt(session, inputs, initial, refused)
+        info = _primary_leg(infos, vm, session.host)
+        if inputs.get("wait_for_initial_replication"):
+            info = wait_until_replicating(session, inputs, info)
+        return CreateResult(relationship_id(inputs), observed(inputs, info))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        outputs = user_properties(props)
+        if "primary" not in outputs:
+            raise ValueError(f"ReplicationRelationship {id_!r}: import is not supported; declare it instead")
+        inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_KEYS}
+        info = hv.find_replication(
+            hv.list_replications(_session(inputs, "primary")), inputs["vm_name"], "Primary"
+        )
+        if info is None:
+            return ReadResult("", {})
+        fresh = observed(inputs, info)
+        return ReadResult(id_, fresh, {k: v for k, v in fresh.items() if k not in COMPUTED_KEYS})
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = user_properties(news)
+        changed = {k for k in SETTING_KEYS if _norm(olds, k) != _norm(inputs, k)}
+        if not changed:
+            # Connection or provider-side options only: no host is touched.
+            return UpdateResult({**inputs, **{k: olds.get(k) for k in COMPUTED_KEYS}})
+        session = _session(inputs, "primary")
+        vm = inputs["vm_name"]
+        result = session.run(
+            hv.set_replication_cmd(vm, settings_from(inputs), changed), hv.replication_read_cmd()
+        )
+        result.raise_errors()
+        return UpdateResult(
+            observed(inputs, _primary_leg(hv.parse_replications(result.output), vm, session.host))
+        )
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        outputs = user_properties(props)
+        vm = outputs["vm_name"]
+        hv.remove_replication(_session(outputs, "primary"), vm, "Primary")
+        replica = _session(outputs, "replica")
+        remaining = hv.remove_replication(replica, vm, "Replica")
+        # The replica VM goes only on request, and only once no replication of that name is left there.
+        if outputs.get("delete_replica_vm_on_destroy") and not any(i.vm_name == vm for i in remaining):
+            hv.remove_vm(replica, vm)
+
+
+def _adopt(
+    session: Session, inputs: Mapping[str, Any], initial: hv.InitialReplication, refused: InvalidState
+) -> list[hv.VMReplicationInfo]:
+    """The VM's primary leg when the refused enable found it already replicating to our replica."""
+    vm = inputs["vm_name"]
+    infos = hv.list_replications(session)
+    leg = hv.find_replication(infos, vm, "Primary")
+    if leg is None:
+        raise refused
+    if leg.settings.replica_server_fqdn.lower() != inputs["replica_server_fqdn"].lower():
+        raise InvalidState(
+            f"VM {vm!r} already replicates to {leg.settings.replica_server_fqdn}; remove that replication "
+            "first (Remove-VMReplication) or point replica_server_fqdn at it",
+            cmdlet="Enable-VMReplication",
+            host=session.host,
+        ) from refused
+    if leg.state == "ReadyForInitialReplication" and initial.mode != "none":
+        statements = hv.enable_cmds(vm, settings_from(inputs), initial)[1:]
+        result = session.run(*statements)
+        result.raise_errors()
+        infos = hv.parse_replications(result.output)
+    return infos
+
+
+def _primary_leg(infos: Sequence[hv.VMReplicationInfo], vm: str, host: str) -> hv.VMReplicationInfo:
+    info = hv.find_replication(infos, vm, "Primary")
+    if info is None:
+        raise RemoteError(f"replication of VM {vm!r} is not visible after enabling it", host=host)
+    return info
+
+
+def wait_until_replicating(
+    session: Session,
+    inputs: Mapping[str, Any],
+    info: hv.VMReplicationInfo,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_sec: float | None = None,
+) -> hv.VMReplicationInfo:
+    """Poll until the primary leg is Replicating, printing progress; time out with a clear error."""
+    poll_sec = POLL_INTERVAL_SEC if poll_sec is None else poll_sec
+    timeout = float(inputs.get("initial_replication_timeout_sec") or DEFAULT_WAIT_TIMEOUT_SEC)
+    started = time.monotonic()
+    label = f"ReplicationRelationship {info.vm_name!r} ({session.host} -> {inputs['replica_server_fqdn']})"
+    while info.state != "Replicating":
+        elapsed = time.monotonic() - started
+        print(
+            f"{label}: initial replication {info.state}, health {info.health}, {elapsed:.0f}s elapsed",
+            flush=True,
+        )
+        if info.state in ("Error", "Disabled", "WaitingForStartResynchronize"):
+            raise InvalidState(
+                f"initial replication of VM {info.vm_name!r} stopped in state {info.state} "
+                f"(health {info.health}); check Measure-VMReplication on the primary",
+                cmdlet="Start-VMInitialReplication",
+                host=session.host,
+            )
+        if elapsed + poll_sec > timeout:
+            raise InvalidState(
+                f"initial replication of VM {info.vm_name!r} is still {info.state} after {timeout:.0f}s; "
+                "raise initial_replication_timeout_sec or set wait_for_initial_replication to false",
+                cmdlet="Get-VMReplication",
+                host=session.host,
+            )
+        sleep(poll_sec)
+        info = _primary_leg(hv.list_replications(session), info.vm_name, session.host)
+    print(f"{label}: Replicating, health {info.health}", flush=True)
+    return info
+
+
+def _session(inputs: Mapping[str, Any], key: str) -> Session:
+    return Session(HostConnection.from_input(inputs[key]))
+
+
+def _identity(conn: Any) -> tuple[str, int]:
+    c = HostConnection.from_input(conn)
+    return c.host.lower(), c.effective_port
+
+
+def _norm(values: Mapping[str, Any], key: str) -> Any:
+    value = values.get(key, _DEFAULTS.get(key))
+    if key == "certificate_thumbprint":
+        return normalise_thumbprint(value or "")
+    if key == "replica_server_fqdn":
+        return (value or "").lower()
+    if key == "excluded_vhd_paths":
+        return sorted(v.lower() for v in value or [])
+    return value
+
+
+def _check_connection(checked: CheckFailures, key: str) -> None:
+    raw = checked.inputs.get(key)
+    if raw is None:
+        checked.add(key, f"{key} is required (host and credentials of the {key} Hyper-V host)")
+        return
+    if contains_unknown(raw):
+        return
+    conn, problems = parse_connection(raw, key)
+    for prop_, reason in problems:
+        checked.add(prop_, reason)
+    if conn is not None:
+        checked.inputs[key] = connection_dict(conn)
+        for warning in conn.warnings(key):
+            pulumi.log.warn(f"ReplicationRelationship: {warning}")
+
+
+def _vm_name_problem(name: str) -> str | None:
+    if any(ch in name for ch in hv.WILDCARD_CHARACTERS):
+        return "Hyper-V cmdlets treat * ? [ ] in VM names as wildcards; rename the VM"
+    if name != name.strip():
+        return "it has leading or trailing spaces"
+    return None
+
+
+def _check_thumbprint(checked: CheckFailures, auth: str | None) -> None:
+    raw = checked.inputs.get("certificate_thumbprint")
+    if is_unknown(raw) or auth is None:
+        return
+    if auth == "Kerberos":
+        if raw:
+            checked.add(
+                "certificate_thumbprint", "certificate_thumbprint must be empty with Kerberos authentication"
+            )
+        return
+    thumb = normalise_thumbprint(raw or "")
+    if len(thumb) != 40:
+        checked.add(
+            "certificate_thumbprint",
+            "certificate authentication needs certificate_thumbprint: the primary's certificate thumbprint "
+            "(40 hex characters, e.g. the primary's HostCertificate.thumbprint)",
+        )
+        return
+    checked.inputs["certificate_thumbprint"] = thumb
+
+
+def _bool_input(checked: CheckFailures, key: str) -> None:
+    value = checked.inputs.get(key)
+    if value is None:
+        checked.inputs[key] = _DEFAULTS[key]
+    elif not is_unknown(value) and not isinstance(value, bool):
+        checked.add(key, f"{key} must be true or false")
+
+
+def _timespan_problem(value: str) -> str | None:
+    parts = value.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return "use hh:mm:ss, e.g. 18:30:00"
+    h, m, s = (int(p) for p in parts)
+    if h > 23 or m > 59 or s > 59:
+        return "it must be a time of day between 00:00:00 and 23:59:59"
+    return None
+
+
+def _check_window(checked: CheckFailures) -> None:
+    start = checked.string("auto_resynchronize_start", problem=_timespan_problem)
+    end = checked.string("auto_resynchronize_end", problem=_timespan_problem)
+    raw = (checked.inputs.get("auto_resynchronize_start"), checked.inputs.get("auto_resynchronize_end"))
+    if not any(is_unknown(v) for v in raw) and (start is None) != (end is None):
+        checked.add(
+            "auto_resynchronize_start", "give both auto_resynchronize_start and auto_resynchronize_end"
+        )
+
+
+def _path_problem(value: str) -> str | None:
+    if len(value) < 3 or value[1:3] != ":\\" or not value[0].isalpha():
+        return "must be an absolute Windows path such as D:\\VMs\\data.vhdx"
+    return None
+
+
+def _check_initial(checked: CheckFailures) -> None:
+    mode = checked.choice("initial_replication", INITIAL_MODES, default="network")
+    start = checked.string("initial_replication_start_time")
+    destination = checked.string("initial_replication_destination_path", problem=_path_problem)
+    if mode == "scheduled":
+        if start is None:
+            if not is_unknown(checked.inputs.get("initial_replication_start_time")):
+                checked.add(
+                    "initial_replication_start_time",
+                    "scheduled initial replication needs "
+                    "initial_replication_start_time (ISO-8601, within the next 7 days)",
+                )
+        else:
+            try:
+                moment = pki.parse_iso_utc(start)
+            except ValueError as exc:
+                checked.add("initial_replication_start_time", str(exc))
+            else:
+                now = clock.now()
+                if not now < moment <= now + timedelta(days=7):
+                    checked.add(
+                        "initial_replication_start_time",
+                        "initial_replication_start_time must be in the future and at most 7 days ahead",
+                    )
+    elif start is not None:
+        checked.add(
+            "initial_replication_start_time",
+            "initial_replication_start_time needs initial_replication 'scheduled'",
+        )
+    if (
+        mode == "export"
+        and destination is None
+        and not is_unknown(checked.inputs.get("initial_replication_destination_path"))
+    ):
+        checked.add(
+            "initial_replication_destination_path",
+            "export initial replication needs "
+            "initial_replication_destination_path (where the primary writes the initial copy)",
+        )
+    if mode == "none" and checked.inputs.get("wait_for_initial_replication") is True:
+        checked.add(
+            "wait_for_initial_replication",
+            "with initial_replication 'none' nothing starts the initial "
+            "copy; do not wait for it, or pick another initial_replication mode",
+        )
+
+
+@dataclass
+class ReplicationRelationshipArgs:
+    """Inputs of `ReplicationRelationship` (DESIGN.md §4). `primary`/`replica` are HostConnection dicts."""
+
+    primary: pulumi.Input[Mapping[str, Any]]
+    replica: pulumi.Input[Mapping[str, Any]]
+    vm_name: pulumi.Input[str]
+    replica_server_fqdn: pulumi.Input[str]
+    authentication: pulumi.Input[str] | None = None
+    certificate_thumbprint: pulumi.Input[str] | None = None
+    replica_port: pulumi.Input[int] | None = None
+    frequency_sec: pulumi.Input[int] | None = None
+    recovery_history: pulumi.Input[int] | None = None
+    vss_snapshot_frequency_hour: pulumi.Input[int] | None = None
+    compression: pulumi.Input[bool] | None = None
+    replicate_host_kvp_items: pulumi.Input[bool] | None = None
+    auto_resynchronize: pulumi.Input[bool] | None = None
+    auto_resynchronize_start: pulumi.Input[str] | None = None
+    auto_resynchronize_end: pulumi.Input[str] | None = None
+    excluded_vhd_paths: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    bypass_proxy_server: pulumi.Input[bool] | None = None
+    initial_replication: pulumi.Input[str] | None = None
+    initial_replication_start_time: pulumi.Input[str] | None = None
+    initial_replication_destination_path: pulumi.Input[str] | None = None
+    wait_for_initial_replication: pulumi.Input[bool] | None = None
+    initial_replication_timeout_sec: pulumi.Input[int] | None = None
+    delete_replica_vm_on_destroy: pulumi.Input[bool] | None = None
+
+
+class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRelationship"):
+    """Hyper-V Replica of one VM from `primary` to `replica_server_fqdn`."""
+
+    state: pulumi.Output[str]
+    health: pulumi.Output[str]
+    mode: pulumi.Output[str]
+    primary_server: pulumi.Output[str]
+    replica_server: pulumi.Output[str]
+    last_replication_time: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: ReplicationRelationshipArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            ReplicationRelationshipProvider(),
+            resource_name,
+            args_props(args, COMPUTED_KEYS),
+            with_secret_outputs(opts, SECRET_OUTPUTS),
+        )

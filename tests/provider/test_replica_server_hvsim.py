@@ -1,0 +1,281 @@
+"""ReplicaServer against two hvsim hosts in untrusted domains over HTTPS with TLS verification on. Results are
+checked with plain pypsrp (tests.provider.support.Lab.run), never through the provider's own code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hvreplica_provider import windows as win
+from hvreplica_provider.remoting import REGISTRY, HostConnection, RemoteError, Session
+from hvreplica_provider.resources.replica_server import (
+    Managed,
+    ReplicaServerProvider,
+    desired_from,
+    read_host,
+    reconcile,
+    settings_statements,
+    undo,
+)
+from tests.provider.support import PRIMARY, REPLICA, Lab, prop, site_certs, two_site_lab
+
+HTTPS_RULE = "VIRT-HVRHTTPSL-In-TCP-NoScope"
+HTTP_RULE = "VIRT-HVRHTTPL-In-TCP-NoScope"
+STORAGE = "D:\\Hyper-V\\Replica"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with two_site_lab("62.0") as lab:
+        yield lab
+    REGISTRY.close_all()
+
+
+def checked(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Inputs as the engine hands them to create/update: after a clean `check`."""
+    result = ReplicaServerProvider().check({}, inputs)
+    assert [f.reason for f in result.failures] == []
+    return result.inputs
+
+
+def replica_inputs(lab: Lab, **overrides: Any) -> dict[str, Any]:
+    own, partner = site_certs(REPLICA), site_certs(PRIMARY)
+    inputs: dict[str, Any] = {
+        "connection": lab.connection(REPLICA),
+        "fqdn": REPLICA,
+        "certificate": own.certificate,
+        "trusted_ca_certs": [own.ca_pem, partner.ca_pem],
+        "disable_revocation_check": True,
+        "allowed_primaries": [{"primary_server": PRIMARY, "storage_location": STORAGE}],
+        "hosts_entries": {PRIMARY: lab.addresses[PRIMARY]},
+    }
+    inputs.update(overrides)
+    return checked(inputs)
+
+
+def thumbprints(lab: Lab, fqdn: str, store: str) -> set[str]:
+    return {str(prop(c, "Thumbprint")) for c in lab.run(fqdn, "Get-ChildItem", Path=store)}
+
+
+def revocation_value(lab: Lab, fqdn: str) -> int | None:
+    try:
+        [item] = lab.run(fqdn, "Get-ItemProperty", Path=win.REPLICATION_KEY)
+    except AssertionError:  # the key does not exist
+        return None
+    value = prop(item, win.REVOCATION_VALUE)
+    return None if value is None else int(value)
+
+
+def rule_enabled(lab: Lab, fqdn: str, name: str) -> bool:
+    [rule] = lab.run(fqdn, "Get-NetFirewallRule", Name=name)
+    return str(rule.extended_properties["Enabled"]) == "True"  # the 'True'/'False' script property
+
+
+def hosts_lines(lab: Lab, fqdn: str) -> list[str]:
+    # Each line arrives as a string with note properties (PSPath, ReadCount): its value is the property set.
+    return [
+        line if isinstance(line, str) else str(line.property_sets[0] or "")
+        for line in lab.run(fqdn, "Get-Content", Path=win.HOSTS_PATH)
+    ]
+
+
+def server(lab: Lab, fqdn: str) -> Any:
+    [srv] = lab.run(fqdn, "Get-VMReplicationServer")
+    return srv
+
+
+def test_lifecycle_create_read_drift_update_password_rotation_delete(lab: Lab) -> None:
+    provider = ReplicaServerProvider()
+    own, partner = site_certs(REPLICA), site_certs(PRIMARY)
+    stock_hosts = hosts_lines(lab, REPLICA)
+    assert rule_enabled(lab, REPLICA, HTTP_RULE) is False
+    lab.run(REPLICA, "Enable-NetFirewallRule", Name=HTTP_RULE)  # someone else's change: must survive delete
+
+    inputs = replica_inputs(lab)
+    created = provider.create(inputs)
+    outs = created.outs
+
+    # --- the host, checked directly ---
+    assert own.thumbprint in thumbprints(lab, REPLICA, win.MY_STORE)
+    root = thumbprints(lab, REPLICA, win.ROOT_STORE)
+    assert {own.ca_thumbprint, partner.ca_thumbprint} <= root
+    assert revocation_value(lab, REPLICA) == 1
+    assert rule_enabled(lab, REPLICA, HTTPS_RULE) is True
+    lines = hosts_lines(lab, REPLICA)
+    assert lines[: len(stock_hosts)] == stock_hosts
+    assert f"{lab.addresses[PRIMARY]} {PRIMARY}" in lines
+    srv = server(lab, REPLICA)
+    assert prop(srv, "ReplicationEnabled") is True
+    assert str(prop(srv, "AllowedAuthenticationType")) == "Certificate"
+    assert str(prop(srv, "CertificateThumbprint")) == own.thumbprint
+    assert (prop(srv, "CertificateAuthenticationPort"), prop(srv, "KerberosAuthenticationPort")) == (443, 80)
+    entries = lab.run(REPLICA, "Get-VMReplicationAuthorizationEntry")
+    assert [
+        (str(prop(e, "AllowedPrimaryServer")), str(prop(e, "ReplicaStorageLocation"))) for e in entries
+    ] == [(PRIMARY, STORAGE)]
+    uploads = [f for f in lab.run(REPLICA, "Get-ChildItem", Path=win.UPLOAD_DIR) if "hvreplica" in str(f)]
+    assert uploads == []
+
+    # --- outputs and a clean read ---
+    assert outs["certificate_thumbprint"] == own.thumbprint and outs["revocation_check_disabled"] is True
+    assert outs["managed"]["certificate_thumbprints"] == [own.thumbprint]
+    assert outs["managed"]["firewall_rules"] == [HTTPS_RULE]
+    read = provider.read(created.id, outs)
+    assert read.id == created.id
+    assert provider.diff(created.id, read.outs, inputs).changes is False
+
+    # --- drift made directly on the host: found by read, fixed by update ---
+    lab.run(REPLICA, "Disable-NetFirewallRule", Name=HTTPS_RULE)
+    lab.run(REPLICA, "Remove-ItemProperty", Path=win.REPLICATION_KEY, Name=win.REVOCATION_VALUE)
+    lab.run(REPLICA, "Remove-VMReplicationAuthorizationEntry", AllowedPrimaryServer=PRIMARY)
+    lab.run(REPLICA, "Set-Content", Path=win.HOSTS_PATH, Value=stock_hosts)
+    lab.run(REPLICA, "Remove-Item", Path=f"{win.ROOT_STORE}\\{partner.ca_thumbprint}")
+    drifted = provider.read(created.id, outs)
+    assert drifted.inputs["open_firewall"] is False
+    assert drifted.inputs["disable_revocation_check"] is False
+    assert drifted.inputs["allowed_primaries"] == []
+    assert drifted.inputs["hosts_entries"] == {}
+    assert drifted.inputs["trusted_ca_certs"] == [own.ca_pem]
+    diff = provider.diff(created.id, drifted.outs, inputs)
+    assert diff.changes is True and diff.replaces == []
+    updated = provider.update(created.id, drifted.outs, inputs).outs
+    assert rule_enabled(lab, REPLICA, HTTPS_RULE) and revocation_value(lab, REPLICA) == 1
+    assert f"{lab.addresses[PRIMARY]} {PRIMARY}" in hosts_lines(lab, REPLICA)
+    assert len(lab.run(REPLICA, "Get-VMReplicationAuthorizationEntry")) == 1
+    assert partner.ca_thumbprint in thumbprints(lab, REPLICA, win.ROOT_STORE)
+    assert provider.diff(created.id, provider.read(created.id, updated).outs, inputs).changes is False
+
+    # --- the host certificate deleted by hand: refresh shows it missing, update installs it again ---
+    lab.run(REPLICA, "Remove-Item", Path=f"{win.MY_STORE}\\{own.thumbprint}", DeleteKey=True)
+    missing = provider.read(created.id, updated)
+    assert missing.inputs["certificate"]["thumbprint"] == ""
+    updated = provider.update(created.id, missing.outs, inputs).outs
+    assert own.thumbprint in thumbprints(lab, REPLICA, win.MY_STORE)
+    assert updated["managed"]["certificate_thumbprints"] == [own.thumbprint]
+
+    # --- a password change replaces nothing and touches no host ---
+    before = lab.counters(REPLICA)["http_requests"]
+    new_conn = {**inputs, "connection": {**inputs["connection"], "password": "a-new-password"}}
+    diff = provider.diff(created.id, updated, new_conn)
+    assert diff.changes is True and diff.replaces == []
+    after_pw = provider.update(created.id, updated, new_conn).outs
+    assert after_pw["connection"]["password"] == "a-new-password"
+    assert after_pw["managed"] == updated["managed"]
+    assert lab.counters(REPLICA)["http_requests"] == before
+
+    # --- rotation: the new certificate is installed and used; the old one (ours, unused) goes ---
+    rotated_certs = site_certs(REPLICA, generation=1)
+    rotated = checked({**inputs, "certificate": rotated_certs.certificate})
+    assert provider.diff(created.id, updated, rotated).replaces == []
+    rotated_outs = provider.update(created.id, updated, rotated).outs
+    my = thumbprints(lab, REPLICA, win.MY_STORE)
+    assert rotated_certs.thumbprint in my and own.thumbprint not in my
+    assert str(prop(server(lab, REPLICA), "CertificateThumbprint")) == rotated_certs.thumbprint
+    assert rotated_outs["managed"]["certificate_thumbprints"] == [rotated_certs.thumbprint]
+
+    # --- delete undoes what it did, leaves the rest, and is idempotent ---
+    provider.delete(created.id, rotated_outs)
+    assert rotated_certs.thumbprint not in thumbprints(lab, REPLICA, win.MY_STORE)
+    assert partner.ca_thumbprint not in thumbprints(lab, REPLICA, win.ROOT_STORE)
+    assert revocation_value(lab, REPLICA) is None
+    assert rule_enabled(lab, REPLICA, HTTPS_RULE) is False
+    assert rule_enabled(lab, REPLICA, HTTP_RULE) is True  # not ours
+    assert hosts_lines(lab, REPLICA) == stock_hosts
+    assert prop(server(lab, REPLICA), "ReplicationEnabled") is False
+    assert lab.run(REPLICA, "Get-VMReplicationAuthorizationEntry") == []
+    provider.delete(created.id, rotated_outs)
+
+
+def test_primary_only_host_and_existing_key_kept(lab: Lab) -> None:
+    """replication_enabled false prepares certificates, names and registry without receiving replicas."""
+    provider = ReplicaServerProvider()
+    own, partner = site_certs(PRIMARY), site_certs(REPLICA)
+    inputs = checked(
+        {
+            "connection": lab.connection(PRIMARY),
+            "fqdn": PRIMARY,
+            "certificate": own.certificate,
+            "trusted_ca_certs": [own.ca_pem, partner.ca_pem],
+            "disable_revocation_check": True,
+            "replication_enabled": False,
+            "hosts_entries": {REPLICA: lab.addresses[REPLICA]},
+        }
+    )
+    created = provider.create(inputs)
+    assert own.thumbprint in thumbprints(lab, PRIMARY, win.MY_STORE)
+    assert prop(server(lab, PRIMARY), "ReplicationEnabled") is False
+    assert rule_enabled(lab, PRIMARY, HTTPS_RULE) is False
+    assert created.outs["managed"]["server_prior"] is None
+    provider.delete(created.id, created.outs)
+    assert own.thumbprint not in thumbprints(lab, PRIMARY, win.MY_STORE)
+
+
+def test_wrong_pfx_password_on_the_host_leaves_no_upload(lab: Lab) -> None:
+    provider = ReplicaServerProvider()
+    inputs = replica_inputs(lab)
+    # Bypass check (which would refuse this) to see the host's own failure and the cleanup.
+    inputs["certificate"] = {**inputs["certificate"], "pfx_password": "wrong-Pa55"}
+    with pytest.raises(Exception) as caught:
+        provider.create(inputs)
+    assert "wrong-Pa55" not in str(caught.value)
+    uploads = [f for f in lab.run(REPLICA, "Get-ChildItem", Path=win.UPLOAD_DIR) if "hvreplica" in str(f)]
+    assert uploads == []
+    # The CAs went in before the import failed: a re-run with the right password converges.
+    created = provider.create(replica_inputs(lab))
+    assert site_certs(REPLICA).thumbprint in thumbprints(lab, REPLICA, win.MY_STORE)
+    provider.delete(created.id, created.outs)
+
+
+def test_a_retry_of_settings_that_already_took_effect_settles(lab: Lab) -> None:
+    """A lost reply, then a transient retry: statements planned from the state before the first attempt."""
+    inputs = replica_inputs(lab)
+    session = Session(HostConnection.from_input(inputs["connection"]))
+    desired, stale = desired_from(inputs), read_host(session)
+    first = Managed()
+    reconcile(session, desired, stale, first)
+    with pytest.raises(RemoteError):  # replayed as planned, New-Item fails on the key the first run created
+        session.run(*settings_statements(desired, stale, Managed())).raise_errors()
+    reconcile(session, desired, stale, Managed())  # the same replay inside reconcile settles on a re-read
+    assert revocation_value(lab, REPLICA) == 1 and rule_enabled(lab, REPLICA, HTTPS_RULE)
+    undo(session, read_host(session), first)
+    assert revocation_value(lab, REPLICA) is None
+
+
+def test_any_primary_and_server_settings_drift(lab: Lab) -> None:
+    provider = ReplicaServerProvider()
+    inputs = replica_inputs(
+        lab, allowed_primaries=[], allow_any_primary=True, default_storage_location=STORAGE
+    )
+    created = provider.create(inputs)
+    srv = server(lab, REPLICA)
+    assert prop(srv, "ReplicationAllowedFromAnyServer") is True
+    assert str(prop(srv, "DefaultStorageLocation")) == STORAGE
+    assert created.outs["allow_any_primary"] is True and created.outs["allowed_primaries"] == []
+
+    # Someone moves the listener port and turns any-server off; refresh shows it, update puts it back.
+    lab.run(
+        REPLICA,
+        "Set-VMReplicationServer",
+        ReplicationEnabled=True,
+        AllowedAuthenticationType="Certificate",
+        CertificateThumbprint=site_certs(REPLICA).thumbprint,
+        ReplicationAllowedFromAnyServer=False,
+        CertificateAuthenticationPort=8443,
+        KerberosAuthenticationPort=80,
+        Force=True,
+    )
+    drifted = provider.read(created.id, created.outs)
+    assert (drifted.inputs["certificate_port"], drifted.inputs["allow_any_primary"]) == (8443, False)
+    assert provider.diff(created.id, drifted.outs, inputs).replaces == []
+    updated = provider.update(created.id, drifted.outs, inputs).outs
+    srv = server(lab, REPLICA)
+    assert (prop(srv, "CertificateAuthenticationPort"), prop(srv, "ReplicationAllowedFromAnyServer")) == (
+        443,
+        True,
+    )
+
+    provider.delete(created.id, updated)
+    srv = server(lab, REPLICA)
+    assert prop(srv, "ReplicationEnabled") is False and prop(srv, "ReplicationAllowedFromAnyServer") is False
