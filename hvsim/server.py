@@ -13,12 +13,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from psrpcore.types import PSDict, PSList, PSVersion
+
 from hvsim.admin import AdminServer
 from hvsim.cmdlets import invoke
 from hvsim.config import HostConfig, SimConfig, load_config
 from hvsim.faults import FaultKind, HostFaults
 from hvsim.lab import Lab
 from hvsim.listener_tls import ensure_ca, ensure_server_certificate, server_context
+from hvsim.windows import HostFacts
 from hvsim.wsman.auth import write_ntlm_user_file
 from hvsim.wsman.listener import Listener, ListenerSetup
 from hvsim.wsman.psrp import Sink
@@ -153,6 +156,7 @@ class Emulator:
             executor=execute,
             on_pipeline=saver.request,  # state is on disk shortly after every pipeline that ran
             on_pool_opened=lambda: faults.count("pools_opened"),
+            private_data=lambda: application_private_data(lab.host(host.fqdn).facts),
         )
         runtime = _HostRuntime(host, service, faults)
         tls_paths = ensure_server_certificate(self.state_dir, host.fqdn, host.address)
@@ -244,3 +248,27 @@ class Emulator:
             if listener.scheme == scheme:
                 return listener.port
         raise KeyError(f"{fqdn} has no {scheme} listener")
+
+
+def application_private_data(facts: HostFacts) -> dict[str, Any]:
+    """What Windows PowerShell 5.1 on this host sends at pool open: its PSVersionTable (RTM revision),
+    with the type names Windows gives the table and the version list."""
+    ps_version = PSVersion(f"5.1.{facts.build_number}.1")
+    compatible = PSList([PSVersion(v) for v in ("1.0", "2.0", "3.0", "4.0", "5.0")] + [ps_version])
+    compatible.PSObject.type_names = ["System.Version[]", "System.Array", "System.Object"]
+    table = PSDict(
+        PSVersion=ps_version,
+        PSEdition="Desktop",
+        PSCompatibleVersions=compatible,
+        CLRVersion=PSVersion("4.0.30319.42000"),
+        BuildVersion=PSVersion(f"{facts.version}.1"),
+        WSManStackVersion=PSVersion("3.0"),
+        PSRemotingProtocolVersion=PSVersion("2.3"),
+        SerializationVersion=PSVersion("1.1.0.1"),
+    )
+    table.PSObject.type_names = [
+        "System.Management.Automation.PSPrimitiveDictionary",
+        "System.Collections.Hashtable",
+        "System.Object",
+    ]
+    return {"PSVersionTable": table}

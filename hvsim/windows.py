@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from hvsim.config import HostConfig
+from hvsim.stock_roots import stock_root_certificates
 
 if TYPE_CHECKING:
     from hvsim.hyperv import HyperVHost
@@ -122,6 +123,14 @@ class CertificateStores:
                 stored = StoredCertificate.from_dict(item)
                 stores.stores[name][stored.thumbprint] = stored
         return stores
+
+
+def _stock_certificates() -> CertificateStores:
+    """A fresh install's stores: LocalMachine\\Root holds the stock roots (stand-ins, see stock_roots.py)."""
+    stores = CertificateStores()
+    for der, friendly_name in stock_root_certificates():
+        stores.add("Root", StoredCertificate(der, friendly_name=friendly_name))
+    return stores
 
 
 # ------------------------------------------------------------------------------------------------- registry
@@ -727,7 +736,7 @@ class Host:
         return cls(
             config=config,
             facts=facts,
-            certificates=CertificateStores(),
+            certificates=_stock_certificates(),
             registry=_stock_registry(config, facts),
             files=_stock_files(config, now),
             firewall=Firewall(),

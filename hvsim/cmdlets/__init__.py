@@ -133,6 +133,10 @@ def _run_statement(
             spec=binder.spec,
             common=CommonParameters.from_bound(bound),
             stopping=sink.stopping,
+            pipeline_position=position + 1,
+            pipeline_length=len(prepared),
+            expecting_input=stage_input is not None or position > 0,
+            bound=bound,
         )
         produced: list[Any] = []
         if stage_input is None and position == 0:
@@ -145,7 +149,7 @@ def _run_statement(
                 return
             try:
                 if args is None:
-                    ctx.write_error(binder.input_not_bound(obj))
+                    ctx.write_error(binder.input_not_bound(obj, ctx.invocation()))
                 else:
                     _run_record(lab, ctx, args)
             finally:
@@ -154,6 +158,7 @@ def _run_statement(
 
 
 def _run_record(lab: Lab, ctx: CmdletContext, args: BoundArguments) -> None:
+    ctx.bound = args  # this record's $PSBoundParameters, pipeline-bound ones included
     with lab.lock:
         try:
             ctx.spec.function(ctx, args)

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from psrpcore.types import ErrorCategory, ErrorRecord, PSEnumBase, PSObject, PSSecureString
+from psrpcore.types import ErrorCategory, ErrorRecord, InvocationInfo, PSEnumBase, PSObject, PSSecureString
 
-from hvsim.cmdlets.errors import TerminatingError, error_record, register_exception
+from hvsim.cmdlets.errors import TerminatingError, error_record, invocation_info, register_exception
 
 if TYPE_CHECKING:
     from hvsim.lab import Lab
@@ -744,7 +744,7 @@ class Binder:
         chosen = self._prefer(viable)
         return BoundArguments(self.spec, values, chosen, (chosen,))
 
-    def input_not_bound(self, obj: Any) -> ErrorRecord:
+    def input_not_bound(self, obj: Any, invocation: InvocationInfo | None = None) -> ErrorRecord:
         return error_record(
             exception_type="System.Management.Automation.ParameterBindingException",
             message="The input object cannot be bound to any parameters for the command either because the "
@@ -755,6 +755,7 @@ class Binder:
             command_name=self.spec.name,
             command_type=self.spec.dotnet_type,
             target=obj,
+            invocation=invocation,
         )
 
 
@@ -808,6 +809,12 @@ class CmdletContext:
     events: list[tuple[str, Any]] = field(default_factory=list)
     # Survives from one pipeline record to the next within this command (BeginProcessing state).
     state: dict[str, Any] = field(default_factory=dict)
+    # Where the command sits in its statement, and the current record's arguments: the InvocationInfo of
+    # the errors it writes.
+    pipeline_position: int = 1
+    pipeline_length: int = 1
+    expecting_input: bool = False
+    bound: BoundArguments | None = None
 
     # --- streams
     def write_output(self, obj: Any) -> None:
@@ -863,6 +870,22 @@ class CmdletContext:
             target=target,
             target_type=target_type,
             hresult=hresult,
+            invocation=self.invocation(),
+        )
+
+    def invocation(self) -> InvocationInfo:
+        """The InvocationInfo Windows attaches to this command's errors."""
+        bound = dict(self.bound.values) if self.bound is not None else {}
+        for p in self.spec.all_params():
+            if p.name in bound and p.type.dotnet_name == SECURE_STRING.dotnet_name:
+                # Bound SecureStrings hold the decrypted text; on the wire they show only their type name.
+                bound[p.name] = SECURE_STRING.dotnet_name
+        return invocation_info(
+            self.spec.name,
+            bound,
+            pipeline_position=self.pipeline_position,
+            pipeline_length=self.pipeline_length,
+            expecting_input=self.expecting_input,
         )
 
     def throw(

@@ -9,21 +9,12 @@ from psrpcore.types import ErrorCategory, PSUInt, PSUInt16, PSUInt64
 
 from hvsim.cmdlets.base import STRING, BoundArguments, CmdletContext, Param, cmdlet
 from hvsim.cmdlets.errors import register_exception
-from hvsim.cmdlets.objects import datetime_value, dotnet_object
+from hvsim.cmdlets.objects import cim_type_chain, datetime_value, dotnet_object
 from hvsim.windows import Host
 
-_CIM = "Microsoft.Management.Infrastructure.CimInstance"
 CIM_EXCEPTION = "Microsoft.Management.Infrastructure.CimException"
 register_exception(CIM_EXCEPTION, "System.SystemException")
 NAMESPACE = "root/cimv2"
-
-
-def _type_chain(*classes: str) -> list[str]:
-    """CIM instances carry each class of their hierarchy twice: namespace-qualified and bare."""
-    chain = []
-    for cls in classes:
-        chain += [f"{_CIM}#{NAMESPACE}/{cls}", f"{_CIM}#{cls}"]
-    return [*chain, _CIM]
 
 
 def computer_system(ctx: CmdletContext, host: Host) -> Any:
@@ -130,7 +121,9 @@ def operating_system(ctx: CmdletContext, host: Host) -> Any:
 
 
 def _instance(cls: str, bases: tuple[str, ...], props: dict[str, Any]) -> Any:
-    return dotnet_object(_type_chain(cls, *bases), props, {"PSComputerName": None}, to_string=cls)
+    return dotnet_object(
+        cim_type_chain(NAMESPACE, cls, *bases), props, {"PSComputerName": None}, to_string=cls
+    )
 
 
 _CLASSES: dict[str, Callable[[CmdletContext, Host], Any]] = {

@@ -3,9 +3,23 @@ Windows PowerShell puts on the wire, and the TerminatingError that carries one o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from psrpcore.types import ErrorCategory, ErrorCategoryInfo, ErrorRecord, NETException, PSInt
+from psrpcore.types import (
+    CommandOrigin,
+    ErrorCategory,
+    ErrorCategoryInfo,
+    ErrorRecord,
+    InvocationInfo,
+    NETException,
+    PSDict,
+    PSInt,
+    PSList,
+    PSSecureString,
+)
+
+from hvsim.wsman.psrp_compat import clixml_text
 
 # .NET exception type -> its base type; walked to build the <TN> chain the client sees.
 _SMA = "System.Management.Automation"
@@ -78,7 +92,7 @@ def make_exception(type_name: str, message: str, hresult: int | None = None) -> 
         hresult = next((_HRESULTS[t] for t in exception_type_chain(type_name) if t in _HRESULTS), -2146233088)
     exc = NETException(Message=message, HResult=PSInt(hresult))
     exc.PSObject.type_names = exception_type_chain(type_name)
-    exc.PSObject.to_string = f"{type_name}: {message}"
+    exc.PSObject.to_string = clixml_text(f"{type_name}: {message}")
     return exc
 
 
@@ -93,6 +107,7 @@ def error_record(
     target: Any = None,
     target_type: str | None = None,
     hresult: int | None = None,
+    invocation: InvocationInfo | None = None,
 ) -> ErrorRecord:
     """An ErrorRecord as a cmdlet of .NET type `command_type` (named `command_name`) would write it.
 
@@ -116,4 +131,63 @@ def error_record(
         CategoryInfo=info,
         TargetObject=target,
         FullyQualifiedErrorId=fqid,
+        InvocationInfo=invocation,
     )
+
+
+_GENERIC_ARGS = "[System.String, mscorlib, Version=4.0.0.0, Culture=neutral, PublicKeyToken=b77a5c561934e089]"
+_OBJECT_ARG = "[System.Object, mscorlib, Version=4.0.0.0, Culture=neutral, PublicKeyToken=b77a5c561934e089]"
+
+
+def _bound_value(value: Any) -> Any:
+    """A bound parameter as it arrives beyond the serialization depth: primitives keep their type, anything
+    else is its ToString (so a SecureString shows only its type name)."""
+    if isinstance(value, PSSecureString):
+        return "System.Security.SecureString"
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return "System.Byte[]"
+    if isinstance(value, list | tuple):
+        return "System.String[]" if value and all(isinstance(v, str) for v in value) else "System.Object[]"
+    return str(value)
+
+
+def invocation_info(
+    command_name: str,
+    bound: Mapping[str, Any],
+    *,
+    pipeline_position: int,
+    pipeline_length: int,
+    expecting_input: bool,
+) -> InvocationInfo:
+    """InvocationInfo of a cmdlet invoked by name over remoting (CommandOrigin Runspace, no script text),
+    as Windows puts it in an ErrorRecord."""
+    parameters = PSDict({name: _bound_value(value) for name, value in bound.items()})
+    parameters.PSObject.type_names = [
+        f"System.Collections.Generic.Dictionary`2[{_GENERIC_ARGS},{_OBJECT_ARG}]",
+        "System.Object",
+    ]
+    unbound = PSList()
+    unbound.PSObject.type_names = [f"System.Collections.Generic.List`1[{_OBJECT_ARG}]", "System.Object"]
+    info = InvocationInfo(
+        MyCommand=command_name,
+        BoundParameters=parameters,
+        UnboundArguments=unbound,
+        ScriptLineNumber=0,
+        OffsetInLine=0,
+        HistoryId=1,
+        ScriptName="",
+        Line="",
+        PositionMessage="",
+        PSScriptRoot="",
+        PSCommandPath=None,
+        InvocationName=command_name,
+        PipelineLength=pipeline_length,
+        PipelinePosition=pipeline_position,
+        ExpectingInput=expecting_input,
+        CommandOrigin=CommandOrigin.Runspace,
+        DisplayScriptPosition=None,
+    )
+    info.PSObject.to_string = "System.Management.Automation.InvocationInfo"
+    return info

@@ -618,11 +618,11 @@ def get_content(ctx: CmdletContext, args: BoundArguments) -> None:
         }
         encoding = args["Encoding"]
         if encoding is not None and encoding.lower() == "byte":
-            _emit_bytes(ctx, data, args, notes)
+            _emit_bytes(ctx, data, args)
             continue
         text = decode_with(data, encoding)
         if args["Raw"]:
-            ctx.write_output(_with_notes(PSString(text), {**notes, "ReadCount": 1}))
+            ctx.write_output(_with_notes(PSString(text), {**notes, "ReadCount": i64(1)}))
             continue
         lines = text.splitlines()
         count = int(args["TotalCount"])
@@ -630,13 +630,15 @@ def get_content(ctx: CmdletContext, args: BoundArguments) -> None:
             lines = lines[:count]
         if args["Tail"] is not None:
             lines = lines[-int(args["Tail"]) :] if int(args["Tail"]) > 0 else []
+        # Notes as GetContentCommand attaches them; ReadCount is a long (I64). With no ToString of its own,
+        # a line travels as <Obj><S>line</S><MS>notes</MS></Obj>, which pypsrp reads into property_sets[0].
         for number, line in enumerate(lines, start=1):
-            ctx.write_output(_with_notes(PSString(line), {**notes, "ReadCount": number}))
+            ctx.write_output(_with_notes(PSString(line), {**notes, "ReadCount": i64(number)}))
 
 
-def _emit_bytes(ctx: CmdletContext, data: bytes, args: BoundArguments, notes: dict[str, Any]) -> None:
-    # Windows PowerShell writes every byte as its own System.Byte unless -ReadCount 0 or -Raw asks for one
-    # byte[].
+def _emit_bytes(ctx: CmdletContext, data: bytes, args: BoundArguments) -> None:
+    # One System.Byte per byte, or one byte[] with -ReadCount 0 or -Raw. Windows also attaches the content
+    # notes to each (see docs/hvsim.md); hvsim sends the bare values.
     if args["Raw"] or int(args["ReadCount"]) <= 0:
         ctx.write_output(PSByteArray(data))
         return

@@ -14,15 +14,20 @@ from psrpcore.types import ErrorCategory, PSUInt16
 
 from hvsim.cmdlets.base import PASSTHRU, STRINGS, SWITCH, BoundArguments, CmdletContext, Param, cmdlet
 from hvsim.cmdlets.errors import register_exception
-from hvsim.cmdlets.objects import define_enum, dotnet_object, string_array
+from hvsim.cmdlets.objects import cim_type_chain, define_enum, dotnet_object, string_array
 from hvsim.windows import FirewallRule
 
 _GENERATED = "Microsoft.PowerShell.Cmdletization.GeneratedTypes.NetSecurity"
-_CIM = "Microsoft.Management.Infrastructure.CimInstance"
-FIREWALL_RULE_TN = (
-    f"{_CIM}#root/standardcimv2/MSFT_NetFirewallRule",
-    f"{_CIM}#MSFT_NetFirewallRule",
-    _CIM,
+# MSFT_NetFirewallRule derives from CIM_PolicyRule (its CIM properties below follow that hierarchy's order).
+FIREWALL_RULE_TN = tuple(
+    cim_type_chain(
+        "root/standardcimv2",
+        "MSFT_NetFirewallRule",
+        "CIM_PolicyRule",
+        "CIM_PolicySet",
+        "CIM_Policy",
+        "CIM_ManagedElement",
+    )
 )
 CIM_JOB_EXCEPTION = "Microsoft.PowerShell.Cmdletization.Cim.CimJobException"
 register_exception(CIM_JOB_EXCEPTION, "System.SystemException")

@@ -24,7 +24,19 @@ from psrpcore.types import (
     add_note_property,
 )
 
+from hvsim.wsman.psrp_compat import clixml_text
+
 PS_CUSTOM_OBJECT_TN = ("System.Management.Automation.PSCustomObject", "System.Object")
+CIM_INSTANCE = "Microsoft.Management.Infrastructure.CimInstance"
+
+
+def cim_type_chain(namespace: str, *classes: str) -> list[str]:
+    """The TN chain of a CIM instance: each class of its hierarchy, most derived first, namespace-qualified
+    and then bare, ending with CimInstance itself."""
+    chain = []
+    for cls in classes:
+        chain += [f"{CIM_INSTANCE}#{namespace}/{cls}", f"{CIM_INSTANCE}#{cls}"]
+    return [*chain, CIM_INSTANCE]
 
 
 def dotnet_object(
@@ -47,7 +59,7 @@ def dotnet_object(
         # An extended member may shadow an adapted one of the same name (type data re-typing a raw value).
         add_note_property(obj, key, value, force=True)
     if to_string is not None:
-        obj.PSObject.to_string = to_string
+        obj.PSObject.to_string = clixml_text(to_string)
     return obj
 
 

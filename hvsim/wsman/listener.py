@@ -153,6 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         with deferred_starts() as workers:
             try:
                 request = soap.parse_request(body)
+                request.client_ip = self.client_address[0]
                 message_id = request.message_id
                 if decision.fault is not None:
                     raise decision.fault

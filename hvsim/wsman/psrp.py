@@ -4,7 +4,8 @@ One `Shell` per WSMan shell wraps one psrpcore `ServerRunspacePool`. psrpcore is
 HTTP threads and cmdlet worker threads touch the pool, so each shell has one lock with a condition variable
 that long-polling Receives wait on. Outgoing PSRP messages are drained from psrpcore into one queue per
 target (the pool itself or one pipeline) so each Receive returns only its own stream, fragmented to fit the
-requester's MaxEnvelopeSize.
+requester's MaxEnvelopeSize. As on Windows, a pool runs at most MaxRunspaces pipelines at once; the others
+wait for a free runspace in order.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class _Run:
     command_id: str
     inputs: list[Any] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    input_done: bool = False  # no input expected, or EndOfPipelineInput received
+    slot: bool = False  # holds one of the pool's MaxRunspaces runspaces
     started: bool = False
     active: bool = False  # its worker thread is running the cmdlets
     finished: bool = False  # the final PipelineState message is queued
@@ -139,17 +142,24 @@ class Shell:
     """A WSMan shell hosting one PSRP runspace pool."""
 
     def __init__(
-        self, shell_id: str, owner: str, executor: Executor, on_pipeline: Callable[[], None]
+        self,
+        shell_id: str,
+        owner: str,
+        executor: Executor,
+        on_pipeline: Callable[[], None],
+        application_private_data: dict[str, Any] | None = None,
     ) -> None:
         self.id = shell_id
         self.owner = owner
-        self.created = time.monotonic()
+        self.created = self.last_used = time.monotonic()
         self._executor = executor
         self._on_pipeline = on_pipeline
-        self._pool = ServerRunspacePool()
+        # Sent to the client at open (pool.application_private_data), e.g. the host's PSVersionTable.
+        self._pool = ServerRunspacePool(application_private_data=application_private_data)
         self._cond = threading.Condition(threading.RLock())
         self._pool_queue: deque[_Outgoing] = deque()
         self._runs: dict[uuid.UUID, _Run] = {}
+        self._waiting: deque[_Run] = deque()  # created pipelines waiting for a free runspace
         self.closed = False
 
     # --- requests ---
@@ -186,7 +196,7 @@ class Shell:
                 else:
                     run = self._runs.get(self._pipeline_id(command_id))
                     if run is None:
-                        raise command_not_found(command_id)
+                        raise command_not_found()
                     queue = run.queue
                 if queue:
                     fragments = _pack(queue, max_envelope)
@@ -234,6 +244,7 @@ class Shell:
             for run in self._runs.values():
                 run.stopping.set()
             self._runs.clear()
+            self._waiting.clear()
             self._pool_queue.clear()
             self._cond.notify_all()
 
@@ -255,7 +266,7 @@ class Shell:
         try:
             return uuid.UUID(command_id)
         except ValueError:
-            raise command_not_found(command_id) from None
+            raise command_not_found() from None
 
     def _feed(self, data: bytes, pid: uuid.UUID | None, stream: StreamType = StreamType.default) -> None:
         self._pool.receive_data(PSRPPayload(data, stream, pid))
@@ -265,14 +276,27 @@ class Shell:
 
     def _handle(self, event: PSRPEvent) -> None:
         if isinstance(event, CreatePipelineEvent):
+            # Like Windows, a pool runs at most MaxRunspaces pipelines at once (one awaiting input counts);
+            # the others wait their turn in order.
             run = self._runs[event.pipeline_id]
-            if event.pipeline.no_input:
-                self._start(run)
+            run.input_done = event.pipeline.no_input
+            self._waiting.append(run)
+            self._start_waiting()
         elif isinstance(event, PipelineInputEvent):
             self._runs[event.pipeline_id].inputs.append(event.data)
         elif isinstance(event, EndOfPipelineInputEvent):
-            self._start(self._runs[event.pipeline_id])
-        elif isinstance(event, SetMaxRunspacesEvent | SetMinRunspacesEvent | ResetRunspaceStateEvent):
+            run = self._runs[event.pipeline_id]
+            run.input_done = True
+            self._start(run)
+        elif isinstance(event, SetMaxRunspacesEvent):
+            # Windows answers false (and keeps the old value) for a maximum below 1 or below the minimum.
+            valid = event.count >= max(1, self._pool.min_runspaces)
+            self._pool.runspace_availability_response(event.ci, valid)
+            self._start_waiting()  # a raised maximum frees runspaces for queued pipelines
+        elif isinstance(event, SetMinRunspacesEvent):
+            valid = 1 <= event.count <= self._pool.max_runspaces
+            self._pool.runspace_availability_response(event.ci, valid)
+        elif isinstance(event, ResetRunspaceStateEvent):
             self._pool.runspace_availability_response(event.ci, True)
         elif isinstance(event, GetAvailableRunspacesEvent):
             self._pool.runspace_availability_response(
@@ -286,13 +310,23 @@ class Shell:
             run.finished = True
 
     def _busy(self) -> int:
-        return sum(1 for r in self._runs.values() if r.active)
+        return sum(1 for r in self._runs.values() if r.slot)
+
+    def _start_waiting(self) -> None:
+        """Hand free runspaces to waiting pipelines, oldest first."""
+        while self._waiting and self._busy() < max(self._pool.max_runspaces, 1):
+            run = self._waiting.popleft()
+            if run.stopping.is_set() or self.closed or self._runs.get(run.pipeline.pipeline_id) is not run:
+                continue
+            run.slot = True
+            psrp_compat.mark_running(run.pipeline)
+            self._start(run)
 
     def _start(self, run: _Run) -> None:
-        if run.started:
+        """Run the cmdlets once the pipeline has a runspace and all its input."""
+        if run.started or not (run.slot and run.input_done):
             return
         run.started = run.active = True
-        psrp_compat.mark_running(run.pipeline)
         metadata = run.pipeline.metadata
         commands = list(metadata.commands) if metadata is not None else []
         worker = threading.Thread(
@@ -326,8 +360,9 @@ class Shell:
                     run.pipeline.complete()
                 run.finished = True
                 self._collect()
-            run.active = False
+            run.active = run.slot = False
             self._release_if_idle(run)
+            self._start_waiting()
         self._on_pipeline()
 
     def _emit(self, run: _Run, write: Callable[[ServerPipeline], None]) -> None:
@@ -359,6 +394,7 @@ class Shell:
         """Reap a stopped/terminated pipeline once its worker thread has returned."""
         if run.stopping.is_set() and not run.active:
             self._reap(run)
+            self._start_waiting()
 
     def _reap(self, run: _Run) -> None:
         # invoke() never sends Terminate: finished pipelines would otherwise pile up until the shell's Delete.
@@ -420,6 +456,7 @@ class ShellTable:
             shell = self._shells.get((shell_id or "").upper())
         if shell is None:
             raise shell_not_found(shell_id or "")
+        shell.last_used = time.monotonic()
         return shell
 
     def remove(self, shell_id: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from psrpcore import ServerPipeline, SetMaxRunspacesEvent, SetMinRunspacesEvent
 from psrpcore.types import ErrorRecord, PSInvocationState
+from psrpcore.types._serializer import _serialize_string
 
 
 def _call_id(self: Any) -> int:
@@ -36,3 +37,12 @@ def mark_running(pipeline: ServerPipeline) -> None:
 def fail(pipeline: ServerPipeline, record: ErrorRecord) -> None:
     """PipelineState=Failed carrying the ErrorRecord (psrpcore has no public fail())."""
     pipeline._change_state(PSInvocationState.Failed, error=record)
+
+
+def clixml_text(text: str) -> str:
+    """`text` encoded for a <ToString> element, as PowerShell writes it (CR, LF, ... as _x000D_, _x000A_).
+
+    psrpcore escapes <S> values but writes an object's ToString verbatim, so XML parsing on the client
+    turns CR LF into LF; set ToString to this encoded form instead (pypsrp and PowerShell decode it).
+    """
+    return _serialize_string(text)

@@ -5,20 +5,23 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from typing import Any
 
 from hvsim.wsman import soap
 from hvsim.wsman.psrp import Executor, Shell, ShellTable
 from hvsim.wsman.soap import NS_POWERSHELL, NS_SHELL, Request, WSManFault, element
+from hvsim.wsman.winrm_config import config_body
 
 _log = logging.getLogger(__name__)
 
 POWERSHELL_URI_PREFIX = "http://schemas.microsoft.com/powershell/"
 CMD_SHELL_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 CONFIG_URI = "http://schemas.microsoft.com/wbem/wsman/1/config"
-MAX_ENVELOPE_SIZE_KB = 500  # observed default on Server 2012 R2 and later
 _SIGNAL_TERMINATE = "signal/terminate"
 _SIGNAL_CTRL_C = ("powershell/signal/crtl_c", "powershell/signal/ctrl_c")  # PowerShell spells it "crtl_c"
 
@@ -32,9 +35,11 @@ class WSManService:
         executor: Executor,
         on_pipeline: Callable[[], None],
         on_pool_opened: Callable[[], None],
+        private_data: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.machine = machine
         self.shells = ShellTable()
+        self._private_data = private_data
         self._executor = executor
         self._on_pipeline = on_pipeline
         self._on_pool_opened = on_pool_opened
@@ -81,7 +86,8 @@ class WSManService:
             raise soap.invalid_parameter("The Create request must carry an rsp:Shell element.")
         creation = body.find(f"{{{NS_POWERSHELL}}}creationXml")
         shell_id = (body.get("ShellId") or str(uuid.uuid4())).upper()
-        shell = Shell(shell_id, user, self._executor, self._on_pipeline)
+        private_data = self._private_data() if self._private_data is not None else None
+        shell = Shell(shell_id, user, self._executor, self._on_pipeline, private_data)
         self.shells.add(shell)
         try:
             shell.open(_b64(creation.text if creation is not None else ""))
@@ -102,7 +108,7 @@ class WSManService:
             + "<w:SelectorSet>"
             + element("w:Selector", shell_id, Name="ShellId")
             + "</w:SelectorSet></a:ReferenceParameters></x:ResourceCreated>"
-            + _shell_info(shell, request)
+            + _shell_info(shell, request, with_usage=False)
         )
 
     def _delete(self, request: Request, user: str) -> str:
@@ -111,15 +117,8 @@ class WSManService:
 
     def _get(self, request: Request, user: str) -> str:
         if request.resource_uri.lower().startswith(CONFIG_URI):
-            # pypsrp's update_max_payload_size() reads MaxEnvelopeSizekb from here.
-            return (
-                f'<cfg:Config xmlns:cfg="{soap.NS_CONFIG}">'
-                + element("cfg:MaxEnvelopeSizekb", str(MAX_ENVELOPE_SIZE_KB))
-                + element("cfg:MaxTimeoutms", "60000")
-                + element("cfg:MaxBatchItems", "32000")
-                + "</cfg:Config>"
-            )
-        return _shell_info(self.shells.get(request.shell_id), request)
+            return config_body()  # pypsrp's update_max_payload_size() reads MaxEnvelopeSizekb here
+        return _shell_info(self.shells.get(request.shell_id), request, with_usage=True)
 
     # --- shell actions ---
     def _command(self, request: Request, user: str) -> str:
@@ -150,11 +149,12 @@ class WSManService:
             element("rsp:Stream", base64.b64encode(f).decode(), Name="stdout", **attrs)
             for f in result.fragments
         ]
-        if command_id:
-            state = "Done" if result.done else "Running"
+        if command_id and result.done:
+            # Windows reports CommandState only once the pipeline is done (Running appears only around host
+            # calls, which hvsim never makes).
             parts.append(
-                f'<rsp:CommandState CommandId="{command_id}" State="{NS_SHELL}/CommandState/{state}">'
-                + (element("rsp:ExitCode", "0") if result.done else "")
+                f'<rsp:CommandState CommandId="{command_id}" State="{NS_SHELL}/CommandState/Done">'
+                + element("rsp:ExitCode", "0")
                 + "</rsp:CommandState>"
             )
         parts.append("</rsp:ReceiveResponse>")
@@ -190,12 +190,27 @@ def _b64(text: str | None) -> bytes:
         raise soap.invalid_parameter("The stream data is not valid base64.") from None
 
 
-def _shell_info(shell: Shell, request: Request) -> str:
+def _duration(seconds: float) -> str:
+    """xs:duration the way WinRM writes shell times: P0DT0H0M12S."""
+    whole = int(seconds)
+    return f"P{whole // 86400}DT{whole // 3600 % 24}H{whole // 60 % 60}M{whole % 60}S"
+
+
+# The process id a Windows host reports is its wsmprovhost.exe; this process plays that part.
+_PROVIDER_HOST_PID = str(os.getpid())
+
+
+def _shell_info(shell: Shell, request: Request, *, with_usage: bool) -> str:
+    """rsp:Shell as WinRM describes a PowerShell shell; a Get adds memory and child-process usage."""
+    now = time.monotonic()
+    usage = (element("rsp:MemoryUsed", "58MB") + element("rsp:ChildProcesses", "0")) if with_usage else ""
     return (
         f'<rsp:Shell xmlns:rsp="{NS_SHELL}">'
         + element("rsp:ShellId", shell.id)
         + element("rsp:ResourceUri", request.resource_uri)
         + element("rsp:Owner", shell.owner)
+        + element("rsp:ClientIP", request.client_ip)
+        + element("rsp:ProcessId", _PROVIDER_HOST_PID)
         + element("rsp:IdleTimeOut", "PT7200.000S")
         + element("rsp:InputStreams", "stdin pr")
         + element("rsp:OutputStreams", "stdout")
@@ -207,5 +222,8 @@ def _shell_info(shell: Shell, request: Request) -> str:
         + element("rsp:Encoding", "UTF8")
         + element("rsp:BufferMode", "Block")
         + element("rsp:State", "Connected")
+        + element("rsp:ShellRunTime", _duration(now - shell.created))
+        + element("rsp:ShellInactivity", _duration(now - shell.last_used))
+        + usage
         + "</rsp:Shell>"
     )

@@ -44,21 +44,40 @@ _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)
 class WSManFault(Exception):
     """A WS-Management fault, sent to the client as HTTP 500 (pypsrp only parses faults on non-2xx)."""
 
-    def __init__(self, code: int, subcode: str, message: str, value: str = "s:Receiver") -> None:
+    def __init__(
+        self,
+        code: int,
+        subcode: str,
+        message: str,
+        value: str = "s:Receiver",
+        *,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.subcode = subcode
         self.message = message
         self.value = value
+        self.reason = reason if reason is not None else message  # s:Reason text; WinRM often keeps it generic
+        self.detail = detail  # w:FaultDetail URI, as WinRM adds for selector and value faults
 
 
-# Fault codes and messages as a Windows WinRM service sends them.
+_INVALID_SELECTORS_REASON = (
+    "The WS-Management service cannot process the request because the request contained invalid selectors "
+    "for the resource."
+)
+_UNEXPECTED_SELECTORS = "http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/UnexpectedSelectors"
+
+
+# Fault codes and messages as a Windows WinRM service sends them (recorded replies end with a space, and the
+# TimedOut text with two).
 def timed_out() -> WSManFault:
     return WSManFault(
         2150858793,
         "w:TimedOut",
         "The WS-Management service cannot complete the operation within the time specified in "
-        "OperationTimeout.",
+        "OperationTimeout. ",
     )
 
 
@@ -70,16 +89,21 @@ def shell_not_found(shell_id: str) -> WSManFault:
         "found on the server. Possible causes are: the specified ShellId is incorrect or the shell no longer "
         "exists on the server. Provide the correct ShellId or create a new shell and retry the operation.",
         value="s:Sender",
+        reason=_INVALID_SELECTORS_REASON,
+        detail=_UNEXPECTED_SELECTORS,
     )
 
 
-def command_not_found(command_id: str) -> WSManFault:
+def command_not_found() -> WSManFault:
     return WSManFault(
         2150858843,
         "w:InvalidSelectors",
-        f"The request for the Windows Remote Shell command with CommandId {command_id} failed because the "
-        "command was not found on the server.",
+        "The Windows Remote Shell received a request to perform an operation on a command identifier that "
+        "does not exist. Either the command has completed execution or the client specified an invalid "
+        "command identifier.",
         value="s:Sender",
+        reason=_INVALID_SELECTORS_REASON,
+        detail=_UNEXPECTED_SELECTORS,
     )
 
 
@@ -128,6 +152,7 @@ class Request:
     selectors: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     body: ET.Element | None = None
+    client_ip: str = ""  # the peer address, reported back in rsp:Shell/rsp:ClientIP
 
     @property
     def shell_id(self) -> str | None:
@@ -201,11 +226,15 @@ def parse_request(data: bytes) -> Request:
 
 
 def envelope(action: str, relates_to: str, body: str) -> bytes:
-    """A reply envelope; RelatesTo repeats the request's MessageID exactly (pypsrp compares it verbatim)."""
+    """A reply envelope; RelatesTo repeats the request's MessageID exactly (pypsrp compares it verbatim).
+
+    Header order and the ETW ActivityId (a bare upper-case GUID) are as Windows Server 2016+ sends them.
+    """
     return (
         f'<s:Envelope xml:lang="en-US" {_REPLY_NAMESPACES}><s:Header>'
         f"<a:Action>{escape(action)}</a:Action>"
         f"<a:MessageID>uuid:{str(uuid.uuid4()).upper()}</a:MessageID>"
+        f"<p:ActivityId>{str(uuid.uuid4()).upper()}</p:ActivityId>"
         f"<a:To>{ANONYMOUS}</a:To>"
         f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo>"
         f"</s:Header><s:Body>{body}</s:Body></s:Envelope>"
@@ -214,10 +243,12 @@ def envelope(action: str, relates_to: str, body: str) -> bytes:
 
 def fault_envelope(fault: WSManFault, relates_to: str, machine: str) -> bytes:
     message = escape(fault.message + " ")
+    detail = element("w:FaultDetail", fault.detail) if fault.detail else ""
     body = (
         f"<s:Fault><s:Code><s:Value>{fault.value}</s:Value><s:Subcode><s:Value>{fault.subcode}</s:Value>"
-        f'</s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{message}</s:Text></s:Reason>'
-        f'<s:Detail><f:WSManFault xmlns:f="{NS_FAULT}" Code="{fault.code}" Machine={quoteattr(machine)}>'
+        f'</s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{escape(fault.reason + " ")}</s:Text>'
+        f"</s:Reason><s:Detail>{detail}"
+        f'<f:WSManFault xmlns:f="{NS_FAULT}" Code="{fault.code}" Machine={quoteattr(machine)}>'
         f"<f:Message>{message}</f:Message></f:WSManFault></s:Detail></s:Fault>"
     )
     return envelope(FAULT_ACTION, relates_to, body)

@@ -10,13 +10,12 @@ from collections.abc import Iterator
 import pytest
 from pypsrp.complex_objects import ObjectMeta, PSInvocationState
 from pypsrp.exceptions import WSManFaultError
-from pypsrp.messages import EndOfPipelineInput
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 from hvsim.server import Emulator
 from tests.support.certs import make_host_cert
-from tests.support.hvsim_env import host, lab_config, running_lab, wsman_kwargs
+from tests.support.hvsim_env import end_input, held_pipeline, host, lab_config, running_lab, wsman_kwargs
 
 HV = "hv1.contoso.com"
 VMS = ["web01", "web02", "sql01"]
@@ -154,32 +153,14 @@ def test_large_request_fits_one_default_envelope(emu: Emulator) -> None:
         assert wsman.max_envelope_size == 512000
 
 
-def _held_pipeline(pool: RunspacePool) -> PowerShell:
-    """A pipeline that waits for input the client has not finished sending (no EndOfPipelineInput yet)."""
-
-    def no_input_yet() -> Iterator[None]:
-        yield None
-
-    ps = PowerShell(pool)
-    ps.add_cmdlet("Get-VM").add_parameter("Name", "web01")
-    ps.begin_invoke(input=no_input_yet())
-    return ps
-
-
-def _end_input(ps: PowerShell) -> None:
-    pool = ps.runspace_pool
-    for fragment in pool._fragmenter.fragment(EndOfPipelineInput(), pool.id, ps.id):
-        pool.shell.send("stdin", fragment, command_id=ps._command_id)
-
-
 def test_receive_times_out_and_client_polls_again(emu: Emulator) -> None:
     with WSMan(operation_timeout=1, **wsman_kwargs(emu, HV)) as wsman, RunspacePool(wsman) as pool:
-        ps = _held_pipeline(pool)
+        ps = held_pipeline(pool)
         start = time.monotonic()
         ps.poll_invoke()  # the server holds the Receive ~1 s, then TimedOut; pypsrp swallows it
         assert time.monotonic() - start >= 0.9
         assert ps.state == PSInvocationState.RUNNING
-        sender = threading.Timer(1.5, _end_input, args=(ps,))
+        sender = threading.Timer(1.5, end_input, args=(ps,))
         sender.start()
         out = ps.end_invoke()  # keeps polling through further TimedOut faults
         sender.join()
@@ -187,7 +168,7 @@ def test_receive_times_out_and_client_polls_again(emu: Emulator) -> None:
 
 
 def test_stop_pipeline_then_reuse_pool(emu: Emulator, pool: RunspacePool) -> None:
-    ps = _held_pipeline(pool)
+    ps = held_pipeline(pool)
     ps.stop()
     assert ps.state == PSInvocationState.STOPPED
     again = PowerShell(pool)
@@ -216,11 +197,28 @@ def test_close_pipeline_sends_terminate(pool: RunspacePool) -> None:
 
 
 def test_two_pipelines_in_one_pool_overlap(pool: RunspacePool) -> None:
-    first, second = _held_pipeline(pool), PowerShell(pool)
+    pool.max_runspaces = 2
+    first, second = held_pipeline(pool), PowerShell(pool)
     second.add_cmdlet("Get-VM").add_parameter("Name", "sql01")
     assert _names(second.invoke()) == ["sql01"]  # runs while the first still waits for input
-    _end_input(first)
+    end_input(first)
     assert _names(first.end_invoke()) == ["web01"]
+
+
+def test_pipelines_beyond_max_runspaces_wait_their_turn(emu: Emulator) -> None:
+    # pypsrp's default pool has MaxRunspaces 1: like Windows, a second pipeline queues behind the first
+    # (which holds the runspace while it waits for input) and runs once the first is done.
+    with WSMan(operation_timeout=1, **wsman_kwargs(emu, HV)) as wsman, RunspacePool(wsman) as pool:
+        first, second = held_pipeline(pool), PowerShell(pool)
+        second.add_cmdlet("Get-VM").add_parameter("Name", "sql01")
+        second.begin_invoke()
+        assert pool.get_available_runspaces() == 0
+        second.poll_invoke()  # TimedOut: still queued
+        assert second.state == PSInvocationState.RUNNING and second.output == []
+        end_input(first)
+        assert _names(first.end_invoke()) == ["web01"]
+        assert _names(second.end_invoke()) == ["sql01"]
+        assert pool.get_available_runspaces() == 1
 
 
 def test_many_concurrent_pools_and_pipelines(emu: Emulator) -> None:

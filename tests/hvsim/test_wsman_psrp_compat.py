@@ -7,7 +7,15 @@ import uuid
 
 from psrpcore import PSRPEvent, ServerPipeline, ServerRunspacePool, SetMaxRunspacesEvent, SetMinRunspacesEvent
 from psrpcore._payload import unpack_fragment, unpack_message
-from psrpcore.types import ErrorCategory, PSInvocationState, PSObject, PSRPMessageType, add_note_property
+from psrpcore.types import (
+    ErrorCategory,
+    PSInvocationState,
+    PSObject,
+    PSRPMessageType,
+    add_note_property,
+    deserialize_clixml,
+    serialize_clixml,
+)
 
 from hvsim.cmdlets.errors import error_record
 from hvsim.wsman import psrp_compat
@@ -75,3 +83,14 @@ def test_fail_emits_failed_state_with_the_error_record() -> None:
     assert message_type == PSRPMessageType.PipelineState
     assert b'<I32 N="PipelineState">5</I32>' in data
     assert b"ExceptionAsErrorRecord" in data and b"boom" in data
+
+
+def test_to_string_is_written_verbatim_so_hvsim_encodes_it() -> None:
+    # psrpcore escapes <S> values but not <ToString>; PowerShell encodes both (CR LF as _x000D__x000A_).
+    obj = PSObject()
+    obj.PSObject.to_string = "a\r\nb_x"
+    assert "<ToString>a\r\nb_x</ToString>" in serialize_clixml(obj, None)
+    obj.PSObject.to_string = psrp_compat.clixml_text("a\r\nb_x")
+    xml = serialize_clixml(obj, None)
+    assert "<ToString>a_x000D__x000A_b_x005F_x</ToString>" in xml
+    assert str(deserialize_clixml(xml, None)[0]) == "a\r\nb_x"  # the receiving side decodes it back

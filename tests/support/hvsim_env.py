@@ -22,6 +22,9 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
+from pypsrp.messages import EndOfPipelineInput
+from pypsrp.powershell import PowerShell, RunspacePool
+
 from hvsim.config import SimConfig, parse_config
 from hvsim.server import Emulator
 from tests.support.net import free_port
@@ -165,3 +168,23 @@ def wsman_kwargs(
             kwargs.update(username=username, password=password)
     kwargs.update(extra)
     return kwargs
+
+
+def held_pipeline(pool: RunspacePool) -> PowerShell:
+    """A running `Get-VM -Name web01` that waits for input the client has not finished sending (no
+    EndOfPipelineInput yet): its Receives time out until `end_input()`."""
+
+    def no_input_yet() -> Iterator[None]:
+        yield None
+
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Get-VM").add_parameter("Name", "web01")
+    ps.begin_invoke(input=no_input_yet())
+    return ps
+
+
+def end_input(ps: PowerShell) -> None:
+    """Send the EndOfPipelineInput that `held_pipeline()` withheld, so the pipeline runs and completes."""
+    pool = ps.runspace_pool
+    for fragment in pool._fragmenter.fragment(EndOfPipelineInput(), pool.id, ps.id):
+        pool.shell.send("stdin", fragment, command_id=ps._command_id)
