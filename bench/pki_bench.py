@@ -28,10 +28,15 @@ def one_round() -> float:
     start = time.perf_counter()
     ca = create(CertificateAuthorityProvider(), {"common_name": "Bench CA", "rsa_bits": 4096.0})
     for fqdn in ("hv1.site-a.example", "hv2.site-a.example"):
-        create(HostCertificateProvider(), {
-            "ca_cert_pem": ca["cert_pem"], "ca_private_key_pem": ca["private_key_pem"], "fqdn": fqdn,
-            "rsa_bits": 4096.0,
-        })
+        create(
+            HostCertificateProvider(),
+            {
+                "ca_cert_pem": ca["cert_pem"],
+                "ca_private_key_pem": ca["private_key_pem"],
+                "fqdn": fqdn,
+                "rsa_bits": 4096.0,
+            },
+        )
     return time.perf_counter() - start
 
 
@@ -43,8 +48,10 @@ def main() -> None:
     for index in range(rounds):
         timings.append(one_round())
         print(f"round {index + 1}: {timings[-1]:.2f} s")
-    print(f"median of {rounds}: {statistics.median(timings):.2f} s "
-          f"(min {min(timings):.2f} s, max {max(timings):.2f} s)")
+    print(
+        f"median of {rounds}: {statistics.median(timings):.2f} s "
+        f"(min {min(timings):.2f} s, max {max(timings):.2f} s)"
+    )
 
 
 if __name__ == "__main__":
