@@ -1,193 +1,210 @@
-"""The root program (__main__.py) under pulumi.runtime mocks whose new_resource runs the real providers.
+"""The root program (__main__.py) under pulumi.runtime mocks whose new_resource runs the REAL providers
+against a running hvsim lab, then the result checked on the hosts with plain pypsrp.
 
-Each registered dynamic resource is unpickled from its `__provider` input and goes through the
-provider's real `check` and `create`, as the engine would do with a `pulumi up`. The stack config
-is the committed Pulumi.dev.yaml (RSA 2048 instead of 4096 to keep the suite fast).
+The stack config is the committed Pulumi.dev.yaml (RSA 2048 instead of 4096 to keep the suite fast); its
+hvsim lab is the committed hvsim.dev.toml moved to this module's loopback addresses and free ports.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import runpy
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import dill
 import pulumi
 import pytest
-import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from pulumi.runtime import mocks, rpc, settings
 
-from tests.support.engine import PROJECT_DIR, dynamic_type
+from hvreplica_provider.resources import replication_relationship
+from tests.examples.hosts import (
+    ExpectedHost,
+    RunningLab,
+    check_host,
+    running_dev_lab,
+    thumbprint,
+    wait_replicating,
+)
+from tests.support.engine import PROJECT_DIR, MockedProgram, dynamic_type, stack_config
 
 CA_TYPE = dynamic_type("hvreplica", "CertificateAuthority")
 HOST_TYPE = dynamic_type("hvreplica", "HostCertificate")
-
-
-class ForwardingMocks(pulumi.runtime.Mocks):
-    """new_resource = the real provider's check({}, inputs) then create(checked inputs)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.outputs: dict[str, dict[str, Any]] = {}
-        self.types: dict[str, str] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        # The engine strips secretness before calling a provider (acceptSecrets=False): do the same.
-        plain = {k: _plain(v) for k, v in args.inputs.items()}
-        provider = dill.loads(base64.b64decode(plain.pop("__provider")))
-        inputs = plain
-        checked = provider.check({}, inputs)
-        assert not checked.failures, [(f.property, f.reason) for f in checked.failures]
-        result = provider.create(checked.inputs)
-        with self.lock:
-            self.outputs[args.name] = result.outs
-            self.types[args.name] = args.typ
-        return result.id, result.outs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        raise NotImplementedError(f"the root program makes no calls, got {args.token}")
-
-
-def _plain(value: Any) -> Any:
-    value = rpc.unwrap_rpc_secret(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-class RecordingMonitor(mocks.MockMonitor):
-    """Keeps each resource's additional_secret_outputs, which the mock runtime does not apply."""
-
-    def __init__(self, forwarding: ForwardingMocks) -> None:
-        super().__init__(forwarding)
-        self.secret_outputs: dict[str, list[str]] = {}
-
-    def RegisterResource(self, request: Any) -> Any:
-        self.secret_outputs[request.name] = list(request.additionalSecretOutputs)
-        return super().RegisterResource(request)
-
-
-def dev_config(**pki_overrides: Any) -> dict[str, Any]:
-    """Pulumi.dev.yaml's config as the CLI hands it to the program (objects as JSON strings)."""
-    config = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
-    config["hvreplica:pki"] = {**config["hvreplica:pki"], "rsa_bits": 2048, **pki_overrides}
-    return config
-
-
-def _apply_config(config: dict[str, Any]) -> None:
-    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+SERVER_TYPE = dynamic_type("hvreplica", "ReplicaServer")
+RELATIONSHIP_TYPE = dynamic_type("hvreplica", "ReplicationRelationship")
+HOST1, HOST2 = "host1.contoso.com", "host2.fabrikam.com"
+PROGRAM = PROJECT_DIR / "__main__.py"
 
 
 @pytest.fixture(autouse=True)
-def forwarding() -> Iterator[tuple[ForwardingMocks, RecordingMonitor]]:
-    forwarding = ForwardingMocks()
-    monitor = RecordingMonitor(forwarding)
-    settings.set_root_resource(None)  # a fresh Stack per test, so exports do not leak between tests
-    pulumi.runtime.set_mocks(forwarding, project="hvreplica", stack="dev", preview=False, monitor=monitor)
-    yield forwarding, monitor
-    pulumi.runtime.set_all_config({})
+def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The provider runs in this process under mocks: poll the initial replication often.
+    monkeypatch.setattr(replication_relationship, "POLL_INTERVAL_SEC", 0.2)
 
 
-def _run_program() -> dict[str, Any]:
-    runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
-    root = settings.get_root_resource()
-    assert root is not None
-    return root.outputs
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[RunningLab]:
+    with running_dev_lab(tmp_path, ["127.81.0.11", "127.81.0.12"]) as lab:
+        yield lab
 
 
-def _certificate(pem: str) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem.encode())
+def dev_config(lab: RunningLab | None = None, **pki_overrides: Any) -> dict[str, Any]:
+    """Pulumi.dev.yaml's config, pointed at `lab`, with RSA 2048."""
+    config = stack_config(PROJECT_DIR / "Pulumi.dev.yaml")
+    config["hvreplica:pki"] = {**config["hvreplica:pki"], "rsa_bits": 2048, **pki_overrides}
+    if lab is not None:
+        config["hvreplica:hvsim"] = lab.hvsim_config
+    return config
 
 
-def _assert_summary(summary: dict[str, Any], outputs: dict[str, Any]) -> x509.Certificate:
-    cert = _certificate(outputs["cert_pem"])
-    # Windows' thumbprint: SHA-1 of the DER, upper-case hex.
-    assert summary["thumbprint"] == hashlib.sha1(cert.public_bytes(Encoding.DER)).hexdigest().upper()
-    assert datetime.fromisoformat(summary["not_after"].replace("Z", "+00:00")) == cert.not_valid_after_utc
-    return cert
+def _verify_on_hosts(lab: RunningLab, created: dict[str, dict[str, Any]], cas: dict[str, str]) -> None:
+    """Both hosts prepared and every configured VM Replicating/Normal in its direction."""
+    flows = {HOST1: {"web01": HOST2, "db01": HOST2}, HOST2: {"app02": HOST1}}
+    locations = {HOST1: "D:\\Hyper-V\\Replica", HOST2: "E:\\Replica"}
+    for fqdn, partner in ((HOST1, HOST2), (HOST2, HOST1)):
+        wait_replicating(lab, fqdn, list(flows[fqdn]))
+        check_host(
+            lab,
+            ExpectedHost(
+                fqdn=fqdn,
+                cert_pem=created[f"replica-cert-{fqdn}"]["cert_pem"],
+                ca_pems=[cas[fqdn], cas[partner]],
+                partners={partner: lab.address(partner)},
+                storage_location=locations[fqdn],
+                replicated_vms=flows[fqdn],
+            ),
+        )
 
 
-def _assert_no_key_material(exports: dict[str, Any], created: dict[str, dict[str, Any]]) -> None:
+@pulumi.runtime.test
+def test_dev_stack_builds_the_whole_scenario_on_hvsim(
+    mocked_program: MockedProgram, lab: RunningLab
+) -> pulumi.Output:
+    exports = mocked_program.run(PROGRAM, dev_config(lab))
+
+    def verify(resolved: dict[str, Any]) -> None:
+        created, types = mocked_program.mocks.outputs, mocked_program.mocks.types
+        relationships = {f"{HOST1}/web01", f"{HOST1}/db01", f"{HOST2}/app02"}
+        assert {n: t for n, t in types.items() if t.startswith("pulumi-python")} == {
+            "ca-contoso": CA_TYPE,
+            "ca-fabrikam": CA_TYPE,
+            f"replica-cert-{HOST1}": HOST_TYPE,
+            f"replica-cert-{HOST2}": HOST_TYPE,
+            f"replica-server-{HOST1}": SERVER_TYPE,
+            f"replica-server-{HOST2}": SERVER_TYPE,
+            **{f"replica-repl-{key}": RELATIONSHIP_TYPE for key in relationships},
+        }
+        cas = {
+            HOST1: created["ca-contoso"]["cert_pem"],
+            HOST2: created["ca-fabrikam"]["cert_pem"],
+        }
+        for fqdn in (HOST1, HOST2):
+            cert = x509.load_pem_x509_certificate(created[f"replica-cert-{fqdn}"]["cert_pem"].encode())
+            cert.verify_directly_issued_by(x509.load_pem_x509_certificate(cas[fqdn].encode()))
+            assert cert.public_key().key_size == 2048  # the stack's pki settings reached the providers
+            summary = resolved["host_certificates"][fqdn]
+            assert summary["thumbprint"] == thumbprint(created[f"replica-cert-{fqdn}"]["cert_pem"])
+            assert datetime.fromisoformat(summary["not_after"]) == cert.not_valid_after_utc
+            assert cert.not_valid_after_utc > datetime.now(UTC)
+        assert set(resolved["replication"]) == relationships
+        assert all(r["state"] == "Replicating" for r in resolved["replication"].values())
+        _verify_on_hosts(lab, created, cas)
+        _assert_no_secrets(resolved, created)
+        # Secrets are declared for the engine to encrypt (the mock runtime itself ignores them).
+        secret = mocked_program.monitor.secret_outputs
+        assert {"private_key_pem", "pfx_base64", "pfx_password"} <= set(secret[f"replica-cert-{HOST1}"])
+        assert {"connection", "certificate"} <= set(secret[f"replica-server-{HOST1}"])
+        assert {"primary", "replica"} <= set(secret[f"replica-repl-{HOST1}/web01"])
+
+    return pulumi.Output.from_input(exports).apply(verify)
+
+
+@pulumi.runtime.test
+def test_shared_ca_signs_both_sites_and_is_trusted_once(
+    mocked_program: MockedProgram, lab: RunningLab
+) -> pulumi.Output:
+    config = dev_config(lab, shared_ca={"common_name": "Replica Shared CA"})
+    config["hvreplica:sites"] = [
+        {k: v for k, v in site.items() if k != "ca"} for site in config["hvreplica:sites"]
+    ]
+    config["hvreplica:replication"]["flows"] = config["hvreplica:replication"]["flows"][:1]
+    exports = mocked_program.run(PROGRAM, config)
+
+    def verify(resolved: dict[str, Any]) -> None:
+        created = mocked_program.mocks.outputs
+        inputs = mocked_program.mocks.inputs
+        assert [n for n in created if n.startswith("ca-")] == ["ca-shared"]
+        assert list(resolved["certificate_authorities"]) == ["shared"]
+        shared = created["ca-shared"]["cert_pem"]
+        for fqdn in (HOST1, HOST2):
+            assert resolved["host_certificates"][fqdn]["ca"] == "shared"
+            assert inputs[f"replica-server-{fqdn}"]["trusted_ca_certs"] == [shared]
+        wait_replicating(lab, HOST1, ["web01", "db01"])
+        check_host(
+            lab,
+            ExpectedHost(
+                HOST2,
+                created[f"replica-cert-{HOST2}"]["cert_pem"],
+                [shared],
+                {HOST1: lab.address(HOST1)},
+                "E:\\Replica",
+            ),
+        )
+        _assert_no_secrets(resolved, created)
+
+    return pulumi.Output.from_input(exports).apply(verify)
+
+
+@pulumi.runtime.test
+def test_prod_example_shape_reaches_hosts_with_secret_passwords(
+    mocked_program: MockedProgram, lab: RunningLab
+) -> pulumi.Output:
+    """Pulumi.prod.yaml.example (real hosts: explicit connections, CA file, secret passwords), with its
+    connections pointed at the lab's listeners."""
+    config = stack_config(PROJECT_DIR / "Pulumi.prod.yaml.example")
+    config["hvreplica:pki"]["rsa_bits"] = 2048
+    passwords = {}
+    for site in config["hvreplica:sites"]:
+        for entry in site["hosts"]:
+            listener = next(h for h in lab.emu.config.hosts if h.fqdn == entry["fqdn"])
+            entry["address"] = listener.address
+            entry["connection"].update(
+                host=listener.address,
+                port=lab.emu.listener_port(listener.fqdn),
+                auth="basic",
+                username="Administrator",
+                ca_cert_file=str(lab.emu.ca_pem_path),
+            )
+            passwords[entry["fqdn"]] = listener.users["Administrator"]
+    config["hvreplica:winrm_passwords"] = passwords
+    exports = mocked_program.run(PROGRAM, config, secret_keys=["hvreplica:winrm_passwords"])
+
+    def verify(resolved: dict[str, Any]) -> None:
+        inputs = mocked_program.mocks.inputs
+        assert set(resolved["replication"]) == {f"{HOST1}/web01", f"{HOST1}/db01", f"{HOST2}/app02"}
+        for fqdn in (HOST1, HOST2):
+            connection = inputs[f"replica-server-{fqdn}"]["connection"]
+            assert connection["password"] == passwords[fqdn]
+            assert connection["ca_cert_pem"] == lab.emu.ca_pem_path.read_text()
+        settings = inputs[f"replica-repl-{HOST1}/web01"]
+        assert (settings["recovery_history"], settings["vss_snapshot_frequency_hour"]) == (4, 4)
+        wait_replicating(lab, HOST1, ["web01", "db01"])
+        text = json.dumps(resolved)
+        assert not any(password in text for password in passwords.values())
+
+    return pulumi.Output.from_input(exports).apply(verify)
+
+
+def _assert_no_secrets(exports: dict[str, Any], created: dict[str, dict[str, Any]]) -> None:
     text = json.dumps(exports)
     assert "PRIVATE KEY" not in text and "BEGIN CERTIFICATE" not in text
     for outputs in created.values():
         for key in ("pfx_base64", "pfx_password", "private_key_pem"):
-            if key in outputs:
+            if outputs.get(key):
                 assert outputs[key] not in text
-
-
-@pulumi.runtime.test
-def test_per_site_cas_sign_their_hosts_and_only_public_facts_are_exported(forwarding) -> pulumi.Output:
-    mocks_, monitor = forwarding
-    _apply_config(dev_config())
-    exports = _run_program()
-
-    def verify(resolved: dict[str, Any]) -> None:
-        created = mocks_.outputs
-        assert mocks_.types == {
-            "ca-contoso": CA_TYPE,
-            "ca-fabrikam": CA_TYPE,
-            "cert-host1.contoso.com": HOST_TYPE,
-            "cert-host2.fabrikam.com": HOST_TYPE,
-        }
-        cas = resolved["certificate_authorities"]
-        hosts = resolved["host_certificates"]
-        assert set(cas) == {"contoso", "fabrikam"}
-        assert set(hosts) == {"host1.contoso.com", "host2.fabrikam.com"}
-        for site in ("contoso", "fabrikam"):
-            _assert_summary(cas[site], created[f"ca-{site}"])
-        for fqdn, summary in hosts.items():
-            cert = _assert_summary(summary, created[f"cert-{fqdn}"])
-            ca = _certificate(created[f"ca-{summary['ca']}"]["cert_pem"])
-            cert.verify_directly_issued_by(ca)  # raises when another CA signed it
-            assert cert.subject.rfc4514_string() == f"CN={fqdn}"
-            assert cert.not_valid_after_utc > datetime.now(UTC)
-        assert (
-            hosts["host1.contoso.com"]["ca"] == "contoso" and hosts["host2.fabrikam.com"]["ca"] == "fabrikam"
-        )
-        # The stack settings reached the providers: key size and PFX profile.
-        assert all(_certificate(o["cert_pem"]).public_key().key_size == 2048 for o in created.values())
-        assert created["cert-host1.contoso.com"]["pfx_encryption"] == "legacy"
-        _assert_no_key_material(resolved, created)
-        # Secrets are declared for the engine to encrypt (the mock runtime itself ignores them).
-        assert "private_key_pem" in monitor.secret_outputs["ca-contoso"]
-        assert {"private_key_pem", "pfx_base64", "pfx_password"} <= set(
-            monitor.secret_outputs["cert-host1.contoso.com"]
-        )
-
-    return pulumi.Output.from_input(exports).apply(verify)
-
-
-@pulumi.runtime.test
-def test_shared_ca_signs_both_sites(forwarding) -> pulumi.Output:
-    mocks_, _ = forwarding
-    config = dev_config(shared_ca={"common_name": "Replica Shared CA"})
-    config["hvreplica:sites"] = [
-        {k: v for k, v in site.items() if k != "ca"} for site in config["hvreplica:sites"]
-    ]
-    _apply_config(config)
-    exports = _run_program()
-
-    def verify(resolved: dict[str, Any]) -> None:
-        created = mocks_.outputs
-        assert sorted(created) == ["ca-shared", "cert-host1.contoso.com", "cert-host2.fabrikam.com"]
-        assert list(resolved["certificate_authorities"]) == ["shared"]
-        shared = _certificate(created["ca-shared"]["cert_pem"])
-        for fqdn, summary in resolved["host_certificates"].items():
-            assert summary["ca"] == "shared"
-            _assert_summary(summary, created[f"cert-{fqdn}"]).verify_directly_issued_by(shared)
-        _assert_no_key_material(resolved, created)
-
-    return pulumi.Output.from_input(exports).apply(verify)
+        for key in ("connection", "primary"):
+            if outputs.get(key, {}).get("password"):
+                assert outputs[key]["password"] not in text
 
 
 @pytest.mark.parametrize(
@@ -202,13 +219,41 @@ def test_shared_ca_signs_both_sites(forwarding) -> pulumi.Output:
         (lambda c: c["hvreplica:sites"][1].update(name="contoso"), "repeats the site name contoso"),
         (lambda c: c["hvreplica:sites"][0]["hosts"][0].update(fqdns="x"), "unknown key"),
         (lambda c: c.pop("hvreplica:sites"), "sites"),
+        (
+            lambda c: c["hvreplica:replication"]["flows"][0].update(replica="host9.fabrikam.com"),
+            r"flows\[0\]\.replica 'host9.fabrikam.com' is not a host",
+        ),
+        (
+            lambda c: c["hvreplica:replication"]["settings"].update(frequency=30),
+            "unknown key.*frequency",
+        ),
+        (
+            lambda c: c["hvreplica:replication"]["flows"][1].update(vms=["app02", "app02"]),
+            "'app02' of host2.fabrikam.com is listed twice",
+        ),
+        (
+            lambda c: c.update(
+                {"hvreplica:hvsim": {"config": "hvsim.dev.toml", "state_dir": "/nonexistent"}}
+            ),
+            r"winrm-ca.pem does not exist: start the emulator first",
+        ),
+        (
+            lambda c: c.pop("hvreplica:hvsim"),
+            r"hosts\[0\] has no connection and is not a host of the hvsim lab",
+        ),
+        (
+            lambda c: c["hvreplica:sites"][0]["hosts"][0].update(
+                connection={"host": "h", "username": "u", "password": "p"}, address="10.0.0.1"
+            ),
+            r"connection.password would sit in plain text.*config set --secret",
+        ),
     ],
 )
-def test_bad_stack_config_fails_before_any_resource(forwarding, mutate, message: str) -> None:
-    mocks_, _ = forwarding
-    config = dev_config()
+def test_bad_stack_config_fails_before_any_resource(
+    mocked_program: MockedProgram, lab: RunningLab, mutate, message: str
+) -> None:
+    config = dev_config(lab)
     mutate(config)
-    _apply_config(config)
     with pytest.raises((ValueError, pulumi.ConfigMissingError), match=message):
-        _run_program()
-    assert mocks_.outputs == {}
+        mocked_program.run(PROGRAM, config)
+    assert mocked_program.mocks.types == {}  # not even a CA was declared

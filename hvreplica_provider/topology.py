@@ -1,0 +1,331 @@
+"""A replication topology as one ComponentResource: Hyper-V hosts in different, untrusted domains that
+replicate VMs to each other over certificate authentication (the scenario of reference/seed-scenario.md).
+
+For every host: a HostCertificate from the host's CA and a ReplicaServer that trusts its own CA and the
+CAs of its partners, accepts every partner as a primary (so replication can be reversed after a
+failover), opens the listener and maps the partners' names in its hosts file. For every VM of every
+flow: a ReplicationRelationship from the flow's primary to its replica. The CAs are created by the
+caller (one per site, or one shared), so that the same building block serves every program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from hvreplica_provider.resources.certificate_authority import (
+    CertificateAuthority,
+    CertificateAuthorityArgs,
+)
+from hvreplica_provider.resources.host_certificate import HostCertificate, HostCertificateArgs
+from hvreplica_provider.resources.replica_server import ReplicaServer, ReplicaServerArgs
+from hvreplica_provider.resources.replication_relationship import (
+    ReplicationRelationship,
+    ReplicationRelationshipArgs,
+)
+
+DEFAULT_STORAGE_LOCATION = "D:\\Hyper-V\\Replica"
+# Settings a topology passes through to every ReplicationRelationship (the rest are derived).
+RELATIONSHIP_SETTINGS = (
+    "frequency_sec",
+    "recovery_history",
+    "vss_snapshot_frequency_hour",
+    "compression",
+    "replicate_host_kvp_items",
+    "auto_resynchronize",
+    "auto_resynchronize_start",
+    "auto_resynchronize_end",
+    "bypass_proxy_server",
+    "initial_replication",
+    "wait_for_initial_replication",
+    "initial_replication_timeout_sec",
+    "delete_replica_vm_on_destroy",
+)
+
+
+class TopologyError(ValueError):
+    """The topology is inconsistent; the message names the host or flow and what to change."""
+
+
+@dataclass(frozen=True)
+class TopologyHost:
+    """One Hyper-V host. `connection` is a HostConnection input (it may hold secret Outputs); `address`
+    is the IP its partners write into their hosts files; `ca` issues its certificate."""
+
+    fqdn: str
+    connection: pulumi.Input[Mapping[str, Any]]
+    address: str
+    ca: CertificateAuthority
+    storage_location: str = DEFAULT_STORAGE_LOCATION
+    additional_dns_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplicationFlow:
+    """VMs of `primary` replicated to `replica` (host FQDNs of the topology)."""
+
+    primary: str
+    replica: str
+    vms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CertificateOptions:
+    """HostCertificate settings for every host; None keeps the resource's default."""
+
+    rsa_bits: int | None = None
+    validity_days: int | None = None
+    early_renewal_days: int | None = None
+    pfx_encryption: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplicationOptions:
+    """ReplicaServer and ReplicationRelationship settings for the whole topology.
+
+    `disable_revocation_check` defaults to True because the private CAs built here publish no CRL, and
+    Hyper-V's revocation check fails without one. `relationship` holds RELATIONSHIP_SETTINGS values.
+    """
+
+    disable_revocation_check: bool = True
+    certificate_port: int | None = None
+    relationship: Mapping[str, Any] = field(default_factory=dict)
+
+
+def relationship_key(primary: str, vm: str) -> str:
+    """Key (and resource-name suffix) of one VM's relationship: a VM replicates to one replica only."""
+    return f"{primary.lower()}/{vm}"
+
+
+def validate(
+    fqdns: Sequence[str],
+    flows: Sequence[ReplicationFlow],
+    relationship_settings: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse an inconsistent topology (host FQDNs, flows, relationship settings) before any resource
+    is declared."""
+    names = [f.lower() for f in fqdns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise TopologyError(f"host {', '.join(repeated)} is listed more than once; list each host once")
+    known = set(names)
+    seen: set[str] = set()
+    for i, flow in enumerate(flows):
+        where = f"flow {i} ({flow.primary} -> {flow.replica})"
+        for role, fqdn in (("primary", flow.primary), ("replica", flow.replica)):
+            if fqdn.lower() not in known:
+                raise TopologyError(f"{where}: {role} {fqdn!r} is not a host of the topology; add it")
+        if flow.primary.lower() == flow.replica.lower():
+            raise TopologyError(f"{where}: primary and replica are the same host; pick another replica")
+        for vm in flow.vms:
+            key = relationship_key(flow.primary, vm)
+            if key in seen:
+                raise TopologyError(
+                    f"{where}: VM {vm!r} of {flow.primary} is listed twice; a VM replicates to one replica"
+                )
+            seen.add(key)
+    unknown = sorted(set(relationship_settings or {}) - set(RELATIONSHIP_SETTINGS))
+    if unknown:
+        raise TopologyError(
+            f"unknown relationship setting(s) {', '.join(unknown)}; known: {', '.join(RELATIONSHIP_SETTINGS)}"
+        )
+
+
+def partners(fqdn: str, flows: Sequence[ReplicationFlow]) -> list[str]:
+    """Hosts that share a flow with `fqdn` in either direction, in first-seen order (lower-case)."""
+    out: list[str] = []
+    for flow in flows:
+        pair = (flow.primary.lower(), flow.replica.lower())
+        if fqdn.lower() in pair:
+            other = pair[1] if pair[0] == fqdn.lower() else pair[0]
+            if other not in out:
+                out.append(other)
+    return out
+
+
+class ReplicaTopology(pulumi.ComponentResource):
+    """Host certificates, replica servers and VM relationships of a set of hosts (see the module doc).
+
+    Members: `certificates` and `servers` by lower-case FQDN, `relationships` by `relationship_key`.
+    """
+
+    certificates: dict[str, HostCertificate]
+    servers: dict[str, ReplicaServer]
+    relationships: dict[str, ReplicationRelationship]
+
+    def __init__(
+        self,
+        name: str,
+        hosts: Sequence[TopologyHost],
+        flows: Sequence[ReplicationFlow],
+        certificates: CertificateOptions | None = None,
+        replication: ReplicationOptions | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("hvreplica:index:ReplicaTopology", name, None, opts)
+        cert_options = certificates or CertificateOptions()
+        options = replication or ReplicationOptions()
+        validate([h.fqdn for h in hosts], flows, options.relationship)
+        child = pulumi.ResourceOptions(parent=self)
+        by_fqdn = {h.fqdn.lower(): h for h in hosts}
+
+        self.certificates = {
+            fqdn: HostCertificate(
+                f"{name}-cert-{fqdn}",
+                HostCertificateArgs(
+                    ca_cert_pem=host.ca.cert_pem,
+                    ca_private_key_pem=host.ca.private_key_pem,
+                    fqdn=host.fqdn,
+                    additional_dns_names=list(host.additional_dns_names) or None,
+                    **asdict(cert_options),
+                ),
+                child,
+            )
+            for fqdn, host in by_fqdn.items()
+        }
+        self.servers = {
+            fqdn: self._server(name, host, [by_fqdn[p] for p in partners(fqdn, flows)], options, child)
+            for fqdn, host in by_fqdn.items()
+        }
+        self.relationships = {}
+        for flow in flows:
+            primary, replica = by_fqdn[flow.primary.lower()], by_fqdn[flow.replica.lower()]
+            for vm in flow.vms:
+                key = relationship_key(primary.fqdn, vm)
+                self.relationships[key] = ReplicationRelationship(
+                    f"{name}-repl-{key}",
+                    ReplicationRelationshipArgs(
+                        primary=primary.connection,
+                        replica=replica.connection,
+                        vm_name=vm,
+                        replica_server_fqdn=replica.fqdn,
+                        authentication="Certificate",
+                        # From the primary's ReplicaServer: the certificate is installed before use.
+                        certificate_thumbprint=self.servers[primary.fqdn.lower()].certificate_thumbprint,
+                        replica_port=options.certificate_port,
+                        **options.relationship,
+                    ),
+                    pulumi.ResourceOptions(parent=self, depends_on=[self.servers[replica.fqdn.lower()]]),
+                )
+        self.register_outputs(
+            {
+                "certificate_thumbprints": {f: c.thumbprint for f, c in self.certificates.items()},
+                "relationship_states": {k: r.state for k, r in self.relationships.items()},
+            }
+        )
+
+    def replication_summary(self) -> dict[str, pulumi.Output[dict[str, Any]]]:
+        """State, health and replica of every relationship (public facts, safe to export)."""
+        return {
+            key: pulumi.Output.all(state=rel.state, health=rel.health, replica=rel.replica_server)
+            for key, rel in self.relationships.items()
+        }
+
+    def _server(
+        self,
+        name: str,
+        host: TopologyHost,
+        partner_hosts: Sequence[TopologyHost],
+        options: ReplicationOptions,
+        opts: pulumi.ResourceOptions,
+    ) -> ReplicaServer:
+        cert = self.certificates[host.fqdn.lower()]
+        cas: list[CertificateAuthority] = []
+        for ca in [host.ca, *(p.ca for p in partner_hosts)]:
+            if not any(ca is known for known in cas):  # a shared CA is trusted once
+                cas.append(ca)
+        return ReplicaServer(
+            f"{name}-server-{host.fqdn.lower()}",
+            ReplicaServerArgs(
+                connection=host.connection,
+                fqdn=host.fqdn,
+                certificate={
+                    "pfx_base64": cert.pfx_base64,
+                    "pfx_password": cert.pfx_password,
+                    "thumbprint": cert.thumbprint,
+                },
+                trusted_ca_certs=[ca.cert_pem for ca in cas],
+                # Every partner trusts this host's CA (see `cas` on the partner's side).
+                partner_trusted_ca_certs=[host.ca.cert_pem],
+                disable_revocation_check=options.disable_revocation_check,
+                authentication="Certificate",
+                certificate_port=options.certificate_port,
+                allowed_primaries=[
+                    {"primary_server": p.fqdn, "storage_location": host.storage_location}
+                    for p in partner_hosts
+                ],
+                hosts_entries={p.fqdn: p.address for p in partner_hosts},
+            ),
+            opts,
+        )
+
+
+@dataclass(frozen=True)
+class EmulatedHost:
+    """How to reach one host of a local hvsim lab: its WinRM connection input and its address."""
+
+    connection: dict[str, Any]
+    address: str
+
+
+def emulated_hosts(config_path: str | Path, state_dir: str | Path) -> dict[str, EmulatedHost]:
+    """Connections to the hosts of a running hvsim lab, by lower-case FQDN.
+
+    For the local emulator only: the credentials are the demo accounts of its (committed) config, sent
+    as basic auth over HTTPS that is verified against the lab's own WinRM CA (`<state_dir>/winrm-ca.pem`).
+    Real hosts take their passwords from secret stack config instead.
+    """
+    from hvsim.config import load_config  # the emulator is only needed by programs that target it
+
+    config = load_config(config_path)
+    ca_path = Path(state_dir) / "winrm-ca.pem"
+    if not ca_path.is_file():
+        raise TopologyError(
+            f"{ca_path} does not exist: start the emulator first (`make demo` does, or "
+            f"`python -m hvsim serve --config {config_path} --state-dir {state_dir}`)"
+        )
+    ca_pem = ca_path.read_text()
+    out = {}
+    for host in config.hosts:
+        username, password = next(iter(host.users.items()))
+        out[host.fqdn] = EmulatedHost(
+            {
+                "host": host.address,
+                "port": host.winrm_port,
+                "transport": "https",
+                "auth": "basic",
+                "username": username,
+                "password": pulumi.Output.secret(password),
+                "ca_cert_pem": ca_pem,
+            },
+            host.address,
+        )
+    return out
+
+
+def emulated_topology_hosts(
+    endpoints: Mapping[str, EmulatedHost], fqdns: Sequence[str], rsa_bits: int | None = None
+) -> list[TopologyHost]:
+    """TopologyHosts for `fqdns` of an hvsim lab, each host's certificate signed by a CA of its own
+    domain (one CertificateAuthority per domain, named `ca-<domain>`), as the scenario's sites have."""
+    missing = sorted({f.lower() for f in fqdns} - set(endpoints))
+    if missing:
+        raise TopologyError(
+            f"{', '.join(missing)} is not a host of the hvsim lab; use one of {sorted(endpoints)}"
+        )
+    cas: dict[str, CertificateAuthority] = {}
+    hosts = []
+    for fqdn in fqdns:
+        domain = fqdn.lower().split(".", 1)[1]
+        if domain not in cas:
+            cas[domain] = CertificateAuthority(
+                f"ca-{domain}",
+                CertificateAuthorityArgs(common_name=f"{domain} Hyper-V Replica CA", rsa_bits=rsa_bits),
+            )
+        endpoint = endpoints[fqdn.lower()]
+        hosts.append(TopologyHost(fqdn, endpoint.connection, endpoint.address, cas[domain]))
+    return hosts
