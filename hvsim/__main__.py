@@ -18,19 +18,23 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hvsim.admin import AdminError, call
 from hvsim.config import ConfigError, load_config
 from hvsim.faults import FaultKind
-from hvsim.listener_tls import issue_client_certificate
-from hvsim.server import Emulator
+
+if TYPE_CHECKING:
+    from hvsim.server import Emulator
 
 DEFAULT_STATE_DIR = ".hvsim"
 _READY_TIMEOUT = 30.0
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the admin subcommands are short-lived clients that need none of the emulator.
+    from hvsim.server import Emulator
+
     emulator = Emulator(args.config, args.state_dir, time_scale=args.time_scale)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -95,6 +99,8 @@ def _admin(args: argparse.Namespace) -> int:
 
 
 def _client_cert(args: argparse.Namespace) -> int:
+    from hvsim.listener_tls import issue_client_certificate
+
     paths = issue_client_certificate(
         args.state_dir, args.user, args.cert, args.key, upn_suffix=args.upn_suffix
     )

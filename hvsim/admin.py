@@ -24,7 +24,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
-from hvsim.wsman.listener import QuietHTTPServer
+from hvsim.http_server import QuietHTTPServer
 
 if TYPE_CHECKING:
     from hvsim.server import Emulator

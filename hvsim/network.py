@@ -70,6 +70,7 @@ _TLS_CHECKS: dict[int, str] = {
     CERT_E_EXPIRED: "certificate validity",
 }
 
+
 def hresult_text(code: int) -> str:
     return f"0x{code:08X}"
 

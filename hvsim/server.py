@@ -8,6 +8,7 @@ optional admin endpoint and the time-scaled scheduler.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -47,9 +48,8 @@ class _Saver:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wanted.wait()
-            if self._stopping.is_set():
+            if self._stopping.wait(_SAVE_INTERVAL):
                 return  # Lab.stop() makes the final save
-            self._stopping.wait(_SAVE_INTERVAL)
             self._wanted.clear()
             self._lab.save()
 
@@ -122,9 +122,11 @@ class Emulator:
         if self._admin is not None:
             self._admin.stop()
             self._admin = None
+        # Each listener's shutdown waits out its serve loop's poll interval: wait for all of them at once.
+        listeners = [listener for runtime in self._hosts.values() for listener in runtime.listeners]
+        with ThreadPoolExecutor(max_workers=max(len(listeners), 1)) as executor:
+            list(executor.map(Listener.stop, listeners))
         for runtime in self._hosts.values():
-            for listener in runtime.listeners:
-                listener.stop()
             runtime.service.shells.drop_all()
         self._hosts.clear()
         if self._saver is not None:

@@ -125,10 +125,9 @@ def _integer(bits: int, signed: bool, dotnet: str) -> Callable[[Any], int]:
     short = dotnet.rsplit(".", 1)[-1]
 
     def convert(value: Any) -> int:
-        if isinstance(value, bool | PSEnumBase):
+        if isinstance(value, int):
+            # Plain ints: sized PSInt/PSInt64 (also bools and enums) must not reach cmdlet arithmetic.
             number = int(value)
-        elif isinstance(value, int):
-            number = value
         elif isinstance(value, float):
             number = round(value)  # banker's rounding, like [int]2.5 -> 2
         elif isinstance(value, str):

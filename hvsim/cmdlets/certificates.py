@@ -40,6 +40,7 @@ from hvsim.cmdlets.files import (
     resolve_path,
 )
 from hvsim.cmdlets.objects import datetime_value, define_enum, dotnet_object, i32
+from hvsim.network import certificate_names
 from hvsim.windows import CERT_STORES, Host, StoredCertificate
 
 _PKI = "Microsoft.CertificateServices.Commands"
@@ -101,16 +102,6 @@ def serial_number_hex(cert: x509.Certificate) -> str:
     return n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True).hex().upper()
 
 
-def dns_names(cert: x509.Certificate) -> list[str]:
-    """DnsNameList: the DNS SANs, or the subject CN when there are none."""
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = sans.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = []
-    return names or [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-
-
 def eku_list(cert: x509.Certificate) -> list[str]:
     try:
         usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -165,7 +156,8 @@ def certificate_object(stored: StoredCertificate, store: str) -> Any:
             eku_list(cert),
         ),
         "DnsNameList": _typed_list(
-            _GENERIC_LIST.format("Microsoft.PowerShell.Commands.DnsNameRepresentation"), dns_names(cert)
+            _GENERIC_LIST.format("Microsoft.PowerShell.Commands.DnsNameRepresentation"),
+            certificate_names(cert),
         ),
         "SendAsTrustedIssuer": False,
         "EnrollmentPolicyEndPoint": "Microsoft.CertificateServices.Commands.EnrollmentEndPointProperty",
@@ -321,19 +313,31 @@ def _read_file(ctx: CmdletContext, path: str) -> bytes:
     return data
 
 
+# -FilePath and -CertStoreLocation, as both import cmdlets of the PKI module declare them.
+_IMPORT_PARAMS = (
+    Param(
+        "FilePath", STRING, aliases=("FullName",), mandatory=True, position=0, from_pipeline_by_property=True
+    ),
+    Param("CertStoreLocation", STRING),
+)
+
+
+def _crypto_failure(ctx: CmdletContext, message: str) -> NoReturn:
+    """The Win32Exception (E_FAIL) the PKI module's import cmdlets throw when CryptoAPI refuses a file."""
+    ctx.throw(
+        "System.ComponentModel.Win32Exception",
+        message,
+        "System.ComponentModel.Win32Exception",
+        ErrorCategory.NotSpecified,
+        hresult=-2147467259,
+    )
+
+
 @cmdlet(
     "Import-PfxCertificate",
     f"{_PKI}.ImportPfxCertificate",
     [
-        Param(
-            "FilePath",
-            STRING,
-            aliases=("FullName",),
-            mandatory=True,
-            position=0,
-            from_pipeline_by_property=True,
-        ),
-        Param("CertStoreLocation", STRING),
+        *_IMPORT_PARAMS,
         Param("Password", SECURE_STRING),
         Param("Exportable", SWITCH),
     ],
@@ -346,13 +350,10 @@ def import_pfx_certificate(ctx: CmdletContext, args: BoundArguments) -> None:
     try:
         bundle = pkcs12.load_pkcs12(data, password.encode() if password else None)
     except ValueError:
-        ctx.throw(
-            "System.ComponentModel.Win32Exception",
+        _crypto_failure(
+            ctx,
             "The PFX file you are trying to import requires either a different password or membership in an "
             "Active Directory principal to which it is protected.",
-            "System.ComponentModel.Win32Exception",
-            ErrorCategory.NotSpecified,
-            hresult=-2147467259,
         )
     if not ctx.should_process(args["FilePath"], "Import PFX certificate"):
         return
@@ -406,15 +407,7 @@ def _parse_certificates(data: bytes) -> list[x509.Certificate]:
     "Import-Certificate",
     f"{_PKI}.ImportCertificateCommand",
     [
-        Param(
-            "FilePath",
-            STRING,
-            aliases=("FullName",),
-            mandatory=True,
-            position=0,
-            from_pipeline_by_property=True,
-        ),
-        Param("CertStoreLocation", STRING),
+        *_IMPORT_PARAMS,
     ],
     supports_should_process=True,
 )
@@ -422,13 +415,7 @@ def import_certificate(ctx: CmdletContext, args: BoundArguments) -> None:
     store = _target_store(ctx, args)
     certs = _parse_certificates(_read_file(ctx, args["FilePath"]))
     if not certs:
-        ctx.throw(
-            "System.ComponentModel.Win32Exception",
-            "Cannot find object or property. 0x80092004 (-2146885628 CRYPT_E_NOT_FOUND)",
-            "System.ComponentModel.Win32Exception",
-            ErrorCategory.NotSpecified,
-            hresult=-2147467259,
-        )
+        _crypto_failure(ctx, "Cannot find object or property. 0x80092004 (-2146885628 CRYPT_E_NOT_FOUND)")
     if not ctx.should_process(args["FilePath"], "Import certificate"):
         return
     for cert in certs:

@@ -405,7 +405,8 @@ def _text_of(value: Any) -> str:
 # --- item cmdlets ------------------------------------------------------------------------------------------
 
 _PATH = Param("Path", STRINGS, position=0, sets=("Path",), from_pipeline=True, from_pipeline_by_property=True)
-_LITERAL = Param(
+# -LiteralPath as every provider cmdlet declares it (taken as written, never as a wildcard).
+LITERAL_PATH = Param(
     "LiteralPath",
     STRINGS,
     aliases=("PSPath",),
@@ -428,7 +429,7 @@ def path_arguments(args: BoundArguments, default: str | None = None) -> list[tup
 @cmdlet(
     "Get-Item",
     f"{_CORE}.GetItemCommand",
-    [_PATH_MANDATORY, _LITERAL, FORCE],
+    [_PATH_MANDATORY, LITERAL_PATH, FORCE],
     default_set="Path",
     supports_should_process=False,
 )
@@ -441,7 +442,7 @@ def get_item(ctx: CmdletContext, args: BoundArguments) -> None:
 @cmdlet(
     "Get-ChildItem",
     f"{_CORE}.GetChildItemCommand",
-    [_PATH, _LITERAL, Param("Recurse", SWITCH, aliases=("s",)), FORCE, Param("Name", SWITCH)],
+    [_PATH, LITERAL_PATH, Param("Recurse", SWITCH, aliases=("s",)), FORCE, Param("Name", SWITCH)],
     default_set="Path",
 )
 def get_child_item(ctx: CmdletContext, args: BoundArguments) -> None:
@@ -464,7 +465,7 @@ def _emit_children(
     f"{_CORE}.TestPathCommand",
     [
         _PATH_MANDATORY,
-        _LITERAL,
+        LITERAL_PATH,
         Param("PathType", STRING, aliases=("Type",), choices=("Any", "Container", "Leaf")),
         Param("IsValid", SWITCH),
     ],
@@ -532,7 +533,7 @@ def new_item(ctx: CmdletContext, args: BoundArguments) -> None:
     f"{_CORE}.RemoveItemCommand",
     [
         _PATH_MANDATORY,
-        _LITERAL,
+        LITERAL_PATH,
         Param("Recurse", SWITCH, aliases=("r",)),
         FORCE,
         Param("DeleteKey", SWITCH),
@@ -585,7 +586,7 @@ def _with_notes(value: Any, notes: dict[str, Any]) -> Any:
     f"{_CORE}.GetContentCommand",
     [
         _PATH_MANDATORY,
-        _LITERAL,
+        LITERAL_PATH,
         _ENCODING,
         Param("Raw", SWITCH),
         Param("TotalCount", INT64, aliases=("First", "Head"), default=-1),
@@ -625,11 +626,11 @@ def get_content(ctx: CmdletContext, args: BoundArguments) -> None:
             ctx.write_output(_with_notes(PSString(text), {**notes, "ReadCount": i64(1)}))
             continue
         lines = text.splitlines()
-        count = int(args["TotalCount"])
+        count = args["TotalCount"]
         if count >= 0:
             lines = lines[:count]
         if args["Tail"] is not None:
-            lines = lines[-int(args["Tail"]) :] if int(args["Tail"]) > 0 else []
+            lines = lines[-args["Tail"] :] if args["Tail"] > 0 else []
         # Notes as GetContentCommand attaches them; ReadCount is a long (I64). With no ToString of its own,
         # a line travels as <Obj><S>line</S><MS>notes</MS></Obj>, which pypsrp reads into property_sets[0].
         for number, line in enumerate(lines, start=1):
@@ -639,7 +640,7 @@ def get_content(ctx: CmdletContext, args: BoundArguments) -> None:
 def _emit_bytes(ctx: CmdletContext, data: bytes, args: BoundArguments) -> None:
     # One System.Byte per byte, or one byte[] with -ReadCount 0 or -Raw. Windows also attaches the content
     # notes to each (see docs/hvsim.md); hvsim sends the bare values.
-    if args["Raw"] or int(args["ReadCount"]) <= 0:
+    if args["Raw"] or args["ReadCount"] <= 0:
         ctx.write_output(PSByteArray(data))
         return
     for byte in data:
@@ -657,7 +658,7 @@ def _content_bytes(values: Iterable[Any], encoding: str | None, no_newline: bool
 
 _WRITE_CONTENT_PARAMS = [
     replace(_PATH_MANDATORY, from_pipeline=False),
-    _LITERAL,
+    LITERAL_PATH,
     Param(
         "Value",
         OBJECTS,

@@ -243,37 +243,36 @@ def invalid_parameter(
     ctx.throw(VIRTUALIZATION_EXCEPTION, message, error_id, ErrorCategory.InvalidArgument, target)
 
 
-def invalid_state(ctx: CmdletContext, vm: VirtualMachine, operation: str) -> Any:
-    """The VMMS refusal for a VM in the wrong replication state (§3.7: "not in a valid replication state")."""
+def vm_failure(ctx: CmdletContext, vm: VirtualMachine, message: str, error_id: str) -> Any:
+    """A VirtualizationOperationFailedException about `vm`: VMMS ends such messages with the VM's id."""
     return ctx.error(
         OPERATION_FAILED_EXCEPTION,
-        f"'{operation}' failed for virtual machine '{vm.name}': the virtual machine is not in a valid "
-        f"replication state to perform the operation (current state {vm.replication_state}). (Virtual "
-        f"machine ID {vm.id})",
-        "OperationFailed_InvalidReplicationState",
+        f"{message} (Virtual machine ID {vm.id})",
+        error_id,
         ErrorCategory.InvalidOperation,
         vm.name,
+    )
+
+
+def invalid_state(ctx: CmdletContext, vm: VirtualMachine, operation: str) -> Any:
+    """The VMMS refusal for a VM in the wrong replication state (§3.7: "not in a valid replication state")."""
+    return vm_failure(
+        ctx,
+        vm,
+        f"'{operation}' failed for virtual machine '{vm.name}': the virtual machine is not in a valid "
+        f"replication state to perform the operation (current state {vm.replication_state}).",
+        "OperationFailed_InvalidReplicationState",
     )
 
 
 def not_applicable(ctx: CmdletContext, vm: VirtualMachine) -> Any:
-    return ctx.error(
-        OPERATION_FAILED_EXCEPTION,
-        f"'{ctx.spec.name}' is not applicable on virtual machine '{vm.name}'. (Virtual machine ID {vm.id})",
-        "InvalidOperation",
-        ErrorCategory.InvalidOperation,
-        vm.name,
-    )
+    message = f"'{ctx.spec.name}' is not applicable on virtual machine '{vm.name}'."
+    return vm_failure(ctx, vm, message, "InvalidOperation")
 
 
 def not_enabled(ctx: CmdletContext, vm: VirtualMachine) -> Any:
-    return ctx.error(
-        OPERATION_FAILED_EXCEPTION,
-        f"Replication is not enabled for virtual machine '{vm.name}'. (Virtual machine ID {vm.id})",
-        "VMReplication_NotEnabled",
-        ErrorCategory.InvalidOperation,
-        vm.name,
-    )
+    message = f"Replication is not enabled for virtual machine '{vm.name}'."
+    return vm_failure(ctx, vm, message, "VMReplication_NotEnabled")
 
 
 _CHECK_CATEGORIES = {

@@ -21,7 +21,7 @@ from hvsim.cmdlets.objects import (
     timespan,
     u64,
 )
-from hvsim.hyperv import AuthorizationEntry, HyperVHost, RecoveryPoint, VirtualMachine
+from hvsim.hyperv import AuthorizationEntry, HyperVHost, RecoveryPoint, Replication, VirtualMachine
 
 NS = "Microsoft.HyperV.PowerShell"
 
@@ -205,6 +205,20 @@ def vm_object(hyperv: HyperVHost, vm: VirtualMachine, now: datetime) -> Any:
     )
 
 
+def _replication_identity(hyperv: HyperVHost, vm: VirtualMachine, rep: Replication) -> dict[str, Any]:
+    """The leading properties VMReplication and VMReplicationHealth share, in their order."""
+    return {
+        **_identity(hyperv, vm),
+        "ReplicationMode": VMReplicationMode[rep.mode],
+        "ReplicationState": VMReplicationState[rep.state],
+        "ReplicationHealth": VMReplicationHealthState[rep.health],
+        "ReplicationRelationshipType": VMReplicationRelationshipType["Simple"],
+        "PrimaryServerName": rep.primary_server_name,
+        "ReplicaServerName": rep.settings.replica_server_name,
+        "CurrentReplicaServerName": rep.settings.replica_server_name,
+    }
+
+
 def replication_object(hyperv: HyperVHost, vm: VirtualMachine) -> Any:
     """A `VMReplication` (Get-VMReplication, -Passthru of the replication cmdlets)."""
     rep = vm.replication
@@ -214,14 +228,7 @@ def replication_object(hyperv: HyperVHost, vm: VirtualMachine) -> Any:
     replicated = [_disk_text(vm, i) for i, d in enumerate(vm.hard_disks) if d.path.lower() not in excluded]
     excluded_text = [_disk_text(vm, i) for i, d in enumerate(vm.hard_disks) if d.path.lower() in excluded]
     props: dict[str, Any] = {
-        **_identity(hyperv, vm),
-        "ReplicationMode": VMReplicationMode[rep.mode],
-        "ReplicationState": VMReplicationState[rep.state],
-        "ReplicationHealth": VMReplicationHealthState[rep.health],
-        "ReplicationRelationshipType": VMReplicationRelationshipType["Simple"],
-        "PrimaryServerName": rep.primary_server_name,
-        "ReplicaServerName": s.replica_server_name,
-        "CurrentReplicaServerName": s.replica_server_name,
+        **_replication_identity(hyperv, vm, rep),
         "AllowedPrimaryServer": rep.allowed_primary_server,
         "ReplicaServerPort": i32(s.replica_server_port),
         "AuthenticationType": ReplicationAuthenticationType[s.authentication_type],
@@ -257,14 +264,7 @@ def replication_health_object(hyperv: HyperVHost, vm: VirtualMachine, now: datet
     average_latency = timedelta(seconds=st.total_latency_sec / st.successful) if st.successful else None
     replicated = rep.last_replication_time is not None
     props: dict[str, Any] = {
-        **_identity(hyperv, vm),
-        "ReplicationMode": VMReplicationMode[rep.mode],
-        "ReplicationState": VMReplicationState[rep.state],
-        "ReplicationHealth": VMReplicationHealthState[rep.health],
-        "ReplicationRelationshipType": VMReplicationRelationshipType["Simple"],
-        "PrimaryServerName": rep.primary_server_name,
-        "ReplicaServerName": rep.settings.replica_server_name,
-        "CurrentReplicaServerName": rep.settings.replica_server_name,
+        **_replication_identity(hyperv, vm, rep),
         "MonitoringStartTime": datetime_value(st.monitoring_start),
         "MonitoringEndTime": datetime_value(now),
         "LastReplicationTime": _optional_time(rep.last_replication_time),

@@ -4,10 +4,9 @@ Measure-VMReplication, Start-/Stop-/Import-VMInitialReplication, Suspend-/Resume
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from psrpcore.types import ErrorCategory
 
 from hvsim.cmdlets.base import (
     BOOL,
@@ -18,6 +17,7 @@ from hvsim.cmdlets.base import (
     SWITCH,
     BoundArguments,
     CmdletContext,
+    CmdletFunction,
     Param,
     cmdlet,
     enum_type,
@@ -26,7 +26,6 @@ from hvsim.cmdlets.errors import TerminatingError
 from hvsim.cmdlets.hyperv_common import (
     COMMANDS,
     DATETIME,
-    OPERATION_FAILED_EXCEPTION,
     PORT_RANGE,
     TIMESPAN,
     check_computer_name,
@@ -40,6 +39,7 @@ from hvsim.cmdlets.hyperv_common import (
     not_enabled,
     require_dns_name,
     select_vms,
+    vm_failure,
     vm_params,
     wildcard_match,
 )
@@ -130,13 +130,47 @@ def _setting_params(sets: tuple[str, ...], *, target_mandatory: bool) -> list[Pa
     ]
 
 
-def _failed(ctx: CmdletContext, vm: VirtualMachine, message: str, error_id: str) -> Any:
-    return ctx.error(
-        OPERATION_FAILED_EXCEPTION,
-        f"{message} (Virtual machine ID {vm.id})",
-        error_id,
-        ErrorCategory.InvalidOperation,
-        vm.name,
+_RELATIONSHIP = Param(
+    "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
+)
+
+
+def _per_vm_cmdlet(name: str, *params: Param) -> Callable[[CmdletFunction], CmdletFunction]:
+    """Register a cmdlet that acts on VMs chosen by -VMName or -VM, with -PassThru and ShouldProcess."""
+    return cmdlet(
+        name,
+        f"{COMMANDS}.{name.replace('-', '')}",
+        [*vm_params(name_sets=("VMName",), object_sets=("VMObject",)), *params, PASSTHRU],
+        default_set="VMName",
+        supports_should_process=True,
+    )
+
+
+def _connect(
+    ctx: CmdletContext, vm: VirtualMachine, settings: ReplicationSettings, now: datetime, failure: str
+) -> ReplicationTarget | None:
+    """The replica target `settings` name, once every connection check passed; None after writing the
+    VM's error."""
+    try:
+        return check_connection(
+            ctx.lab,
+            ctx.host,
+            settings.replica_server_name,
+            settings.replica_server_port,
+            settings.authentication_type,
+            settings.certificate_thumbprint,
+            now,
+        )
+    except ReplicationCheckError as exc:
+        _connection_error(ctx, vm, exc, failure)
+        return None
+
+
+def _connection_error(
+    ctx: CmdletContext, vm: VirtualMachine, exc: ReplicationCheckError, failure: str
+) -> None:
+    ctx.write_error(
+        connection_failed(ctx, f"Hyper-V failed to {failure} virtual machine '{vm.name}'", exc, vm.name)
     )
 
 
@@ -180,8 +214,6 @@ def _settings_from(args: BoundArguments, base: ReplicationSettings) -> Replicati
                 value = value.name
             elif parameter == "CertificateThumbprint":
                 value = normalize_thumbprint(value or "")
-            elif isinstance(value, int) and not isinstance(value, bool):
-                value = int(value)  # the binder keeps psrpcore's sized integers; the model holds plain ones
             changes[attribute] = value
     settings = dataclasses.replace(base, **changes)
     if settings.authentication_type == "Kerberos":
@@ -196,7 +228,7 @@ def _check_excluded(ctx: CmdletContext, vm: VirtualMachine, settings: Replicatio
     unknown = [p for p in settings.excluded_disks if p.lower() not in attached]
     if unknown:
         ctx.write_error(
-            _failed(
+            vm_failure(
                 ctx,
                 vm,
                 f"The disk '{unknown[0]}' is not attached to virtual machine '{vm.name}'.",
@@ -206,7 +238,7 @@ def _check_excluded(ctx: CmdletContext, vm: VirtualMachine, settings: Replicatio
         return False
     if vm.hard_disks and len({p.lower() for p in settings.excluded_disks}) == len(attached):
         ctx.write_error(
-            _failed(
+            vm_failure(
                 ctx,
                 vm,
                 f"At least one disk of virtual machine '{vm.name}' must be replicated.",
@@ -242,7 +274,7 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     for vm in select_vms(ctx, args):
         if vm.replication_mode == "Primary":
             ctx.write_error(
-                _failed(
+                vm_failure(
                     ctx,
                     vm,
                     f"Replication is already enabled for virtual machine '{vm.name}'.",
@@ -252,7 +284,7 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             continue
         if vm.replication_mode != "None":
             ctx.write_error(
-                _failed(
+                vm_failure(
                     ctx,
                     vm,
                     f"Virtual machine '{vm.name}' is a {vm.replication_mode} virtual machine; extended "
@@ -264,22 +296,8 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         settings = _settings_from(args, ReplicationSettings("", 0, "Kerberos"))
         if not _check_excluded(ctx, vm, settings) or not ctx.should_process(vm.name, "Enable-VMReplication"):
             continue
-        try:
-            target = check_connection(
-                ctx.lab,
-                ctx.host,
-                settings.replica_server_name,
-                settings.replica_server_port,
-                settings.authentication_type,
-                settings.certificate_thumbprint,
-                now,
-            )
-        except ReplicationCheckError as exc:
-            ctx.write_error(
-                connection_failed(
-                    ctx, f"Hyper-V failed to enable replication for virtual machine '{vm.name}'", exc, vm.name
-                )
-            )
+        target = _connect(ctx, vm, settings, now, "enable replication for")
+        if target is None:
             continue
         if not _create_replica_vm(ctx, vm, settings, target, now):
             continue
@@ -312,7 +330,7 @@ def _create_replica_vm(
         and existing.replication_state == "WaitingForInitialReplication"
     ):
         ctx.write_error(
-            _failed(
+            vm_failure(
                 ctx,
                 vm,
                 f"Hyper-V failed to enable replication for virtual machine '{vm.name}': a virtual machine "
@@ -377,7 +395,7 @@ def _enable_as_replica(ctx: CmdletContext, args: BoundArguments) -> None:
     for vm in select_vms(ctx, args):
         if vm.replication_mode != "None":
             ctx.write_error(
-                _failed(
+                vm_failure(
                     ctx,
                     vm,
                     f"Replication is already enabled for virtual machine '{vm.name}'.",
@@ -406,22 +424,15 @@ def _enable_as_replica(ctx: CmdletContext, args: BoundArguments) -> None:
 _SET_SETTINGS = (*_SETTING_FIELDS, "InitialReplicationStartTime", "DisableVSSSnapshotReplication")
 
 
-@cmdlet(
+@_per_vm_cmdlet(
     "Set-VMReplication",
-    f"{COMMANDS}.SetVMReplication",
-    [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        *_setting_params((), target_mandatory=False),
-        Param("InitialReplicationStartTime", DATETIME, aliases=("IRTime",)),
-        Param("DisableVSSSnapshotReplication", SWITCH),
-        Param("Reverse", SWITCH),
-        Param("AsReplica", SWITCH),
-        Param("AllowedPrimaryServer", STRING, aliases=("AllowedPS",)),
-        Param("AsJob", SWITCH),
-        PASSTHRU,
-    ],
-    default_set="VMName",
-    supports_should_process=True,
+    *_setting_params((), target_mandatory=False),
+    Param("InitialReplicationStartTime", DATETIME, aliases=("IRTime",)),
+    Param("DisableVSSSnapshotReplication", SWITCH),
+    Param("Reverse", SWITCH),
+    Param("AsReplica", SWITCH),
+    Param("AllowedPrimaryServer", STRING, aliases=("AllowedPS",)),
+    Param("AsJob", SWITCH),
 )
 def set_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     if not any(name in args for name in (*_SET_SETTINGS, "Reverse", "AsReplica")):
@@ -443,7 +454,7 @@ def set_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             continue
         if rep.mode == "Replica":
             ctx.write_error(
-                _failed(
+                vm_failure(
                     ctx,
                     vm,
                     f"Cannot modify the replication settings of '{vm.name}' on the replica server; change "
@@ -498,25 +509,8 @@ def _apply_target_change(
     keys = ("replica_server_name", "replica_server_port", "authentication_type", "certificate_thumbprint")
     if all(getattr(old, k) == getattr(settings, k) for k in keys):
         return True
-    try:
-        target = check_connection(
-            ctx.lab,
-            ctx.host,
-            settings.replica_server_name,
-            settings.replica_server_port,
-            settings.authentication_type,
-            settings.certificate_thumbprint,
-            now,
-        )
-    except ReplicationCheckError as exc:
-        ctx.write_error(
-            connection_failed(
-                ctx,
-                f"Hyper-V failed to change the replication settings of virtual machine '{vm.name}'",
-                exc,
-                vm.name,
-            )
-        )
+    target = _connect(ctx, vm, settings, now, "change the replication settings of")
+    if target is None:
         return False
     if settings.replica_server_name.lower() != old.replica_server_name.lower():
         if not _create_replica_vm(ctx, vm, settings, target, now):
@@ -607,18 +601,9 @@ def measure_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
 # --- Remove-VMReplication -----------------------------------------------------------------------------------
 
 
-@cmdlet(
+@_per_vm_cmdlet(
     "Remove-VMReplication",
-    f"{COMMANDS}.RemoveVMReplication",
-    [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        Param(
-            "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
-        ),
-        PASSTHRU,
-    ],
-    default_set="VMName",
-    supports_should_process=True,
+    _RELATIONSHIP,
 )
 def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     relationship = args.get("ReplicationRelationshipType")
@@ -644,8 +629,9 @@ def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
 
 def _lifecycle(
     ctx: CmdletContext, args: BoundArguments, modes: tuple[str, ...], states: tuple[str, ...]
-) -> list[VirtualMachine]:
-    """The selected VMs whose mode and state accept this cmdlet (§3.3); errors for the others."""
+) -> list[tuple[VirtualMachine, Replication]]:
+    """The selected VMs, with their replication, whose mode and state accept this cmdlet (§3.3); errors for
+    the others."""
     accepted = []
     for vm in select_vms(ctx, args):
         if vm.replication is None:
@@ -655,8 +641,18 @@ def _lifecycle(
         elif vm.replication.state not in states:
             ctx.write_error(invalid_state(ctx, vm, ctx.spec.name))
         elif ctx.should_process(vm.name, ctx.spec.name):
-            accepted.append(vm)
+            accepted.append((vm, vm.replication))
     return accepted
+
+
+def _begin(ctx: CmdletContext, vm: VirtualMachine, now: datetime, failure: str) -> bool:
+    """Start (or restart) initial replication; a failed connection check is this VM's error."""
+    try:
+        begin_initial_replication(ctx.lab, ctx.host, vm, now)
+    except ReplicationCheckError as exc:
+        _connection_error(ctx, vm, exc, failure)
+        return False
+    return True
 
 
 def _passthru(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine) -> None:
@@ -664,19 +660,12 @@ def _passthru(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine) -> N
         ctx.write_output(replication_object(ctx.host.hyperv, vm))
 
 
-@cmdlet(
+@_per_vm_cmdlet(
     "Start-VMInitialReplication",
-    f"{COMMANDS}.StartVMInitialReplication",
-    [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        Param("DestinationPath", STRING, aliases=("IRLoc",)),
-        Param("InitialReplicationStartTime", DATETIME, aliases=("IRTime",)),
-        Param("UseBackup", SWITCH),
-        Param("AsJob", SWITCH),
-        PASSTHRU,
-    ],
-    default_set="VMName",
-    supports_should_process=True,
+    Param("DestinationPath", STRING, aliases=("IRLoc",)),
+    Param("InitialReplicationStartTime", DATETIME, aliases=("IRTime",)),
+    Param("UseBackup", SWITCH),
+    Param("AsJob", SWITCH),
 )
 def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     start, destination, now = (
@@ -696,9 +685,7 @@ def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         invalid_parameter(
             ctx, f"The destination path '{destination}' does not exist.", destination, "ObjectNotFound"
         )
-    for vm in _lifecycle(ctx, args, ("Primary",), ("ReadyForInitialReplication",)):
-        rep = vm.replication
-        assert rep is not None
+    for vm, rep in _lifecycle(ctx, args, ("Primary",), ("ReadyForInitialReplication",)):
         if start is not None:
             rep.initial_replication_start_time = start  # the scheduler starts it then (state stays Ready)
         elif destination is not None:
@@ -710,33 +697,15 @@ def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
                 "Normal",
                 None,
             )
-        else:
-            try:
-                begin_initial_replication(ctx.lab, ctx.host, vm, now)
-            except ReplicationCheckError as exc:
-                ctx.write_error(
-                    connection_failed(
-                        ctx,
-                        f"Hyper-V failed to start initial replication of virtual machine '{vm.name}'",
-                        exc,
-                        vm.name,
-                    )
-                )
-                continue
+        elif not _begin(ctx, vm, now, "start initial replication of"):
+            continue
         _passthru(ctx, args, vm)
 
 
-@cmdlet(
+@_per_vm_cmdlet(
     "Import-VMInitialReplication",
-    f"{COMMANDS}.ImportVMInitialReplication",
-    [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        Param("Path", STRING, position=1, mandatory=True),
-        Param("AsJob", SWITCH),
-        PASSTHRU,
-    ],
-    default_set="VMName",
-    supports_should_process=True,
+    Param("Path", STRING, position=1, mandatory=True),
+    Param("AsJob", SWITCH),
 )
 def import_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     """Replica side of an exported initial replication: the media folder must be on this host."""
@@ -746,24 +715,13 @@ def import_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None
             ctx, f"The initial replication folder '{path}' does not exist.", path, "ObjectNotFound"
         )
     now = ctx.lab.now()
-    for vm in _lifecycle(ctx, args, ("Replica",), ("WaitingForInitialReplication",)):
-        rep = vm.replication
-        assert rep is not None
+    for vm, rep in _lifecycle(ctx, args, ("Replica",), ("WaitingForInitialReplication",)):
         rep.state, rep.last_replication_time = "Replicating", now
         refresh_health(rep, now)
         _passthru(ctx, args, vm)
 
 
-@cmdlet(
-    "Stop-VMInitialReplication",
-    f"{COMMANDS}.StopVMInitialReplication",
-    [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        PASSTHRU,
-    ],
-    default_set="VMName",
-    supports_should_process=True,
-)
+@_per_vm_cmdlet("Stop-VMInitialReplication")
 def stop_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     candidates = (
         "ReadyForInitialReplication",
@@ -773,9 +731,7 @@ def stop_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         "Error",
     )
     now = ctx.lab.now()
-    for vm in _lifecycle(ctx, args, ("Primary", "Replica"), candidates):
-        rep = vm.replication
-        assert rep is not None
+    for vm, rep in _lifecycle(ctx, args, ("Primary", "Replica"), candidates):
         scheduled = (
             rep.state == "ReadyForInitialReplication" and rep.initial_replication_start_time is not None
         )
@@ -791,18 +747,9 @@ def stop_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         _passthru(ctx, args, vm)
 
 
-@cmdlet(
+@_per_vm_cmdlet(
     "Suspend-VMReplication",
-    f"{COMMANDS}.SuspendVMReplication",
-    [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        Param(
-            "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
-        ),
-        PASSTHRU,
-    ],
-    default_set="VMName",
-    supports_should_process=True,
+    _RELATIONSHIP,
 )
 def suspend_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     states = (
@@ -812,31 +759,20 @@ def suspend_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         "Resynchronizing",
     )
     now = ctx.lab.now()
-    for vm in _lifecycle(ctx, args, ("Primary", "Replica"), states):
-        rep = vm.replication
-        assert rep is not None
+    for vm, rep in _lifecycle(ctx, args, ("Primary", "Replica"), states):
         rep.state = "Suspended"
         rep.initial_replication_done_at = None
         refresh_health(rep, now)
         _passthru(ctx, args, vm)
 
 
-@cmdlet(
+@_per_vm_cmdlet(
     "Resume-VMReplication",
-    f"{COMMANDS}.ResumeVMReplication",
-    [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        Param(
-            "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
-        ),
-        Param("Resynchronize", SWITCH, aliases=("Resync",)),
-        Param("ResynchronizeStartTime", DATETIME, aliases=("ResyncStart",)),
-        Param("Continue", SWITCH),
-        Param("AsJob", SWITCH),
-        PASSTHRU,
-    ],
-    default_set="VMName",
-    supports_should_process=True,
+    _RELATIONSHIP,
+    Param("Resynchronize", SWITCH, aliases=("Resync",)),
+    Param("ResynchronizeStartTime", DATETIME, aliases=("ResyncStart",)),
+    Param("Continue", SWITCH),
+    Param("AsJob", SWITCH),
 )
 def resume_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     if "ResynchronizeStartTime" in args and not args.get("Resynchronize"):
@@ -850,23 +786,11 @@ def resume_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         )
     states = ("Suspended", "WaitingForStartResynchronize", "ResynchronizeSuspended", "Error")
     now = ctx.lab.now()
-    for vm in _lifecycle(ctx, args, ("Primary", "Replica"), states):
-        rep = vm.replication
-        assert rep is not None
+    for vm, rep in _lifecycle(ctx, args, ("Primary", "Replica"), states):
         if rep.mode == "Replica":
             rep.state = "Replicating" if rep.last_replication_time else "WaitingForInitialReplication"
         elif rep.last_replication_time is None:
-            try:
-                begin_initial_replication(ctx.lab, ctx.host, vm, now)
-            except ReplicationCheckError as exc:
-                ctx.write_error(
-                    connection_failed(
-                        ctx,
-                        f"Hyper-V failed to resume replication of virtual machine '{vm.name}'",
-                        exc,
-                        vm.name,
-                    )
-                )
+            if not _begin(ctx, vm, now, "resume replication of"):
                 continue
         else:
             rep.state, rep.next_cycle_at = "Replicating", now  # the next scheduler tick runs a cycle

@@ -183,7 +183,7 @@ def set_replication_server(ctx: CmdletContext, args: BoundArguments) -> None:
         return
 
     if "ReplicationEnabled" in args:
-        server.replication_enabled = bool(args["ReplicationEnabled"])
+        server.replication_enabled = bool(args["ReplicationEnabled"])  # $null binds as None
     if auth is not None:
         server.allowed_authentication_type = int(auth)
         if auth.name == "Kerberos":
@@ -193,8 +193,8 @@ def set_replication_server(ctx: CmdletContext, args: BoundArguments) -> None:
     if args.get("ReplicationEnabled") is False:  # disabling forgets the authentication settings (§2.1)
         server.allowed_authentication_type, server.certificate_thumbprint = 0, ""
     # Omitted ports are written back as their defaults (§2.1 "port reset").
-    server.kerberos_port = int(args.get("KerberosAuthenticationPort") or DEFAULT_KERBEROS_PORT)
-    server.certificate_port = int(args.get("CertificateAuthenticationPort") or DEFAULT_CERTIFICATE_PORT)
+    server.kerberos_port = args.get("KerberosAuthenticationPort") or DEFAULT_KERBEROS_PORT
+    server.certificate_port = args.get("CertificateAuthenticationPort") or DEFAULT_CERTIFICATE_PORT
     if "MonitoringInterval" in args:
         server.monitoring_interval = args["MonitoringInterval"]
     if "MonitoringStartTime" in args:
@@ -454,9 +454,7 @@ def test_replication_connection(ctx: CmdletContext, args: BoundArguments) -> Non
     thumbprint = normalize_thumbprint(args.get("CertificateThumbprint") or "")
     check_thumbprint_for(ctx, auth, thumbprint)
     try:
-        check_connection(
-            ctx.lab, ctx.host, name, int(args["ReplicaServerPort"]), auth, thumbprint, ctx.lab.now()
-        )
+        check_connection(ctx.lab, ctx.host, name, args["ReplicaServerPort"], auth, thumbprint, ctx.lab.now())
     except ReplicationCheckError as exc:
         ctx.write_error(
             connection_failed(ctx, f"The connection test to replica server '{name}' failed", exc, name)

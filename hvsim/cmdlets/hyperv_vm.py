@@ -22,12 +22,12 @@ from hvsim.cmdlets.base import (
 from hvsim.cmdlets.hyperv_common import (
     COMMANDS,
     COMPUTER_NAME,
-    OPERATION_FAILED_EXCEPTION,
     VIRTUALIZATION_EXCEPTION,
     check_computer_name,
     find_vms,
     is_wildcard,
     select_vms,
+    vm_failure,
     vm_params,
     wildcard_match,
 )
@@ -98,14 +98,14 @@ def new_vm(ctx: CmdletContext, args: BoundArguments) -> None:
             full = path if ":" in path or path.startswith("\\\\") else f"{DEFAULT_VHD_DIR}\\{path}"
             disk = HardDisk(path=full)
             if size:
-                disk.size_bytes, disk.data_bytes = int(size), min(disk.data_bytes, int(size) // 8)
+                disk.size_bytes, disk.data_bytes = size, min(disk.data_bytes, size // 8)
             disks.append(disk)
     if not ctx.should_process(name, "New-VM"):
         return
     vm = ctx.host.hyperv.add_vm(
         name,
-        generation=int(args.get("Generation") or 1),
-        memory_startup_bytes=int(args.get("MemoryStartupBytes") or GIB),
+        generation=args.get("Generation") or 1,
+        memory_startup_bytes=args.get("MemoryStartupBytes") or GIB,
         path=args.get("Path") or DEFAULT_VM_PATH,
         hard_disks=disks,
         now=ctx.lab.now(),
@@ -130,13 +130,12 @@ def _change_power(ctx: CmdletContext, args: BoundArguments, running: bool) -> No
 
 
 def _replica_cannot_start(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
-    return ctx.error(
-        OPERATION_FAILED_EXCEPTION,
+    return vm_failure(
+        ctx,
+        vm,
         f"'{vm.name}' failed to start: the virtual machine is a Replica and has not failed over; start a "
-        f"failover first. (Virtual machine ID {vm.id})",
+        "failover first.",
         "OperationFailed",
-        ErrorCategory.InvalidOperation,
-        vm.name,
     )
 
 
@@ -190,16 +189,8 @@ def remove_vm(ctx: CmdletContext, args: BoundArguments) -> None:
     now = ctx.lab.now()
     for vm in select_vms(ctx, args):
         if vm.state != "Off":
-            ctx.write_error(
-                ctx.error(
-                    OPERATION_FAILED_EXCEPTION,
-                    f"'{vm.name}' failed to delete: the virtual machine must be turned off first. (Virtual "
-                    f"machine ID {vm.id})",
-                    "OperationFailed",
-                    ErrorCategory.InvalidOperation,
-                    vm.name,
-                )
-            )
+            message = f"'{vm.name}' failed to delete: the virtual machine must be turned off first."
+            ctx.write_error(vm_failure(ctx, vm, message, "OperationFailed"))
             continue
         if ctx.common.whatif:
             continue

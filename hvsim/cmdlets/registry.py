@@ -26,6 +26,7 @@ from hvsim.cmdlets.base import (
     cmdlet,
 )
 from hvsim.cmdlets.files import (
+    LITERAL_PATH,
     ItemPath,
     item_properties,
     not_found,
@@ -227,14 +228,6 @@ def infer_kind(value: Any) -> str:
 # --- cmdlets -----------------------------------------------------------------------------------------
 
 _PATH = Param("Path", STRINGS, mandatory=True, position=0, sets=("Path",), from_pipeline_by_property=True)
-_LITERAL = Param(
-    "LiteralPath",
-    STRINGS,
-    aliases=("PSPath",),
-    mandatory=True,
-    sets=("LiteralPath",),
-    from_pipeline_by_property=True,
-)
 _KIND_NAMES = (*VALUE_KINDS, "Unknown", "None")
 
 
@@ -278,7 +271,7 @@ def _kind_of(raw: str | None) -> str | None:
 @cmdlet(
     "Get-ItemProperty",
     f"{_CORE}.GetItemPropertyCommand",
-    [_PATH, _LITERAL, Param("Name", STRINGS, aliases=("PSProperty",), position=1)],
+    [_PATH, LITERAL_PATH, Param("Name", STRINGS, aliases=("PSProperty",), position=1)],
     default_set="Path",
 )
 def get_item_property(ctx: CmdletContext, args: BoundArguments) -> None:
@@ -304,7 +297,7 @@ def get_item_property(ctx: CmdletContext, args: BoundArguments) -> None:
     f"{_CORE}.NewItemPropertyCommand",
     [
         _PATH,
-        _LITERAL,
+        LITERAL_PATH,
         Param("Name", STRING, aliases=("PSProperty",), mandatory=True, from_pipeline_by_property=True),
         Param("PropertyType", STRING, aliases=("Type",), choices=_KIND_NAMES, from_pipeline_by_property=True),
         Param("Value", OBJECT, from_pipeline_by_property=True),
@@ -420,7 +413,7 @@ def set_item_property(ctx: CmdletContext, args: BoundArguments) -> None:
     f"{_CORE}.RemoveItemPropertyCommand",
     [
         _PATH,
-        _LITERAL,
+        LITERAL_PATH,
         Param("Name", array_of(STRING), aliases=("PSProperty",), mandatory=True, position=1),
         FORCE,
     ],

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import logging
 import re
 import socket
-import socketserver
 import ssl
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +24,11 @@ from pypsrp.encryption import WinRMEncryption
 
 from hvsim.config import HostConfig
 from hvsim.faults import HostFaults
+from hvsim.http_server import QuietHTTPServer
 from hvsim.listener_tls import client_certificate_user
 from hvsim.wsman import auth, soap
 from hvsim.wsman.psrp import deferred_starts
 from hvsim.wsman.service import WSManService
-
-_log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # far above the 500 KB MaxEnvelopeSize the service advertises
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.I)
@@ -193,24 +190,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-class QuietHTTPServer(socketserver.ThreadingMixIn, HTTPServer):
-    """Threading HTTP server for loopback: daemon threads, no reverse DNS at bind, no tracebacks on stderr."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-    request_queue_size = 128
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind() does a reverse DNS lookup of the address; not wanted on loopback.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client vanishing mid-request is normal; anything else is visible with debug logging.
-        _log.debug("request from %s failed", client_address, exc_info=True)
 
 
 class _Server(QuietHTTPServer):

@@ -49,6 +49,8 @@ MAX_SHELLS_PER_USER = 30  # winrm/config/winrs MaxShellsPerUser on Server 2012 R
 _ENVELOPE_OVERHEAD = 2048
 _STREAM_OVERHEAD = 160
 _FRAGMENT_HEADER = 21
+# Real seconds a Receive holds back output of a pipeline that is still running, for more output or its end.
+_OUTPUT_SETTLE = 0.2
 
 
 class Sink(Protocol):
@@ -175,6 +177,8 @@ class Shell:
             run = self._runs[pid] = _Run(ServerPipeline(self._pool, pid), command_id)
             try:
                 self._feed(arguments, pid)
+            except UnreadableMessage as exc:
+                self._reject(run, exc)
             except Exception:
                 self._reap(run)  # a Command that failed leaves no pipeline behind
                 raise
@@ -183,11 +187,21 @@ class Shell:
         with self._cond:
             self._check_open()
             pid = self._pipeline_id(command_id) if command_id else None
-            self._feed(data, pid, StreamType.prompt_response if prompt_response else StreamType.default)
+            try:
+                self._feed(data, pid, StreamType.prompt_response if prompt_response else StreamType.default)
+            except UnreadableMessage as exc:
+                run = self._runs.get(pid) if pid is not None else None
+                if run is None or run.started:
+                    raise  # pool-level data, or too late to fail the pipeline: the request faults
+                self._reject(run, exc)
 
     def receive(self, command_id: str | None, max_envelope: int, timeout: float) -> ReceiveResult:
-        """Long-poll for output: pipeline receives wait up to `timeout`, then fault TimedOut."""
-        deadline = time.monotonic() + timeout
+        """Long-poll for output: pipeline receives wait up to `timeout`, then fault TimedOut.
+
+        Output of a pipeline whose cmdlets are still running is held back briefly (WinRM's Block buffering)
+        so that a short pipeline's output and final state travel in one Receive, as on Windows."""
+        now = time.monotonic()
+        deadline, settle_until = now + timeout, now + _OUTPUT_SETTLE
         with self._cond:
             while True:
                 self._check_open()
@@ -198,13 +212,20 @@ class Shell:
                     if run is None:
                         raise command_not_found()
                     queue = run.queue
-                if queue:
+                now = time.monotonic()
+                if queue and (
+                    run is None
+                    or run.finished
+                    or not run.active
+                    or now >= settle_until
+                    or sum(len(m.data) - m.offset for m in queue) >= max_envelope
+                ):
                     fragments = _pack(queue, max_envelope)
                     done = run is not None and run.finished and not queue
                     if done:
                         self._reap(run)
                     return ReceiveResult(fragments, command_id, done)
-                remaining = deadline - time.monotonic()
+                remaining = (settle_until if queue else deadline) - now
                 if remaining <= 0:
                     if run is None:
                         # pypsrp raises on a TimedOut fault for pool-level receives: answer empty instead.
@@ -269,10 +290,31 @@ class Shell:
             raise command_not_found() from None
 
     def _feed(self, data: bytes, pid: uuid.UUID | None, stream: StreamType = StreamType.default) -> None:
+        if not _whole_fragments(data):
+            # Broken framing would stay in psrpcore's buffer and garble later messages: refuse the request.
+            raise ValueError("the request's PSRP data is not a sequence of whole fragments")
         self._pool.receive_data(PSRPPayload(data, stream, pid))
-        while (event := self._pool.next_event()) is not None:
+        while True:
+            try:
+                event = self._pool.next_event()
+            except Exception as exc:  # psrpcore deserialises here: the client sent data it cannot read
+                raise UnreadableMessage(exc) from exc
+            if event is None:
+                break
             self._handle(event)
         self._collect()
+
+    def _reject(self, run: _Run, exc: UnreadableMessage) -> None:
+        """Fail a pipeline whose CreatePipeline or input could not be deserialised; its cmdlets never run.
+
+        The client then receives a Failed PipelineState it can report, rather than a WSMan fault."""
+        run.started = run.finished = True
+        run.slot = False
+        if run.pipeline.state == PSInvocationState.NotStarted:
+            psrp_compat.mark_running(run.pipeline)
+        psrp_compat.fail(run.pipeline, _unreadable(exc))
+        self._collect()
+        self._start_waiting()
 
     def _handle(self, event: PSRPEvent) -> None:
         if isinstance(event, CreatePipelineEvent):
@@ -282,12 +324,15 @@ class Shell:
             run.input_done = event.pipeline.no_input
             self._waiting.append(run)
             self._start_waiting()
-        elif isinstance(event, PipelineInputEvent):
-            self._runs[event.pipeline_id].inputs.append(event.data)
-        elif isinstance(event, EndOfPipelineInputEvent):
-            run = self._runs[event.pipeline_id]
-            run.input_done = True
-            self._start(run)
+        elif isinstance(event, PipelineInputEvent | EndOfPipelineInputEvent):
+            run = self._runs.get(event.pipeline_id)
+            if run is None or run.finished:
+                return  # input still arriving for a pipeline already failed by _reject: dropped
+            if isinstance(event, PipelineInputEvent):
+                run.inputs.append(event.data)
+            else:
+                run.input_done = True
+                self._start(run)
         elif isinstance(event, SetMaxRunspacesEvent):
             # Windows answers false (and keeps the old value) for a maximum below 1 or below the minimum.
             valid = event.count >= max(1, self._pool.min_runspaces)
@@ -316,7 +361,12 @@ class Shell:
         """Hand free runspaces to waiting pipelines, oldest first."""
         while self._waiting and self._busy() < max(self._pool.max_runspaces, 1):
             run = self._waiting.popleft()
-            if run.stopping.is_set() or self.closed or self._runs.get(run.pipeline.pipeline_id) is not run:
+            if (
+                run.stopping.is_set()
+                or run.finished
+                or self.closed
+                or self._runs.get(run.pipeline.pipeline_id) is not run
+            ):
                 continue
             run.slot = True
             psrp_compat.mark_running(run.pipeline)
@@ -425,6 +475,33 @@ def _pack(queue: deque[_Outgoing], max_envelope: int) -> list[bytes]:
     if not fragments and queue:
         raise ValueError(f"MaxEnvelopeSize {max_envelope} is too small to carry any PSRP data")
     return fragments
+
+
+def _whole_fragments(data: bytes) -> bool:
+    """Whether `data` is complete PSRP fragments: each a 21-byte header whose last 4 bytes give its length."""
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < _FRAGMENT_HEADER:
+            return False
+        offset += _FRAGMENT_HEADER + int.from_bytes(data[offset + 17 : offset + _FRAGMENT_HEADER], "big")
+    return offset == len(data)
+
+
+class UnreadableMessage(Exception):
+    """A PSRP message from the client that psrpcore could not deserialise (e.g. an <I32> out of range)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+
+
+def _unreadable(exc: UnreadableMessage) -> ErrorRecord:
+    return error_record(
+        exception_type="System.Management.Automation.Remoting.PSRemotingDataStructureException",
+        message=f"hvsim could not deserialize the pipeline data the client sent ({exc}). Send each value "
+        "with a type that can hold it, e.g. an Int64 for numbers outside the Int32 range.",
+        error_id="HvsimDeserializationFailed",
+        category=ErrorCategory.InvalidData,
+    )
 
 
 def _metadata_unsupported() -> ErrorRecord:

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 import pytest
 from pypsrp.powershell import PowerShell
 
-from tests.hvsim.test_cmdlets_hyperv_support import (
+from tests.support.hvsim_env import host, lab_config, running_lab
+from tests.support.hyperv import (
     HostSession,
     make_kerberos_replica,
     props,
     replication_state,
     sessions,
 )
-from tests.support.hvsim_env import host, lab_config, running_lab
 
 PRIMARY, REPLICA = "hv1.contoso.com", "hv2.contoso.com"
 VMS = [

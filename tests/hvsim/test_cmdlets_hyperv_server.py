@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hvsim.test_cmdlets_hyperv_support import PFX_PASSWORD, HostSession, import_pfx, props, sessions
 from tests.support.certs import make_ca, make_host_cert
 from tests.support.hvsim_env import host, lab_config, running_lab
+from tests.support.hyperv import PFX_PASSWORD, HostSession, import_pfx, props, sessions
 
 FQDN = "hv2.fabrikam.com"
 SERVER_TYPES = [

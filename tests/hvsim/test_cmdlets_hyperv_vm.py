@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hvsim.test_cmdlets_hyperv_support import HostSession, props, sessions
 from tests.support.hvsim_env import host, lab_config, running_lab
+from tests.support.hyperv import HostSession, props, sessions
 
 FQDN = "hv1.contoso.com"
 VM_TYPES = [

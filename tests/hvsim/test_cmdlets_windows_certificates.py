@@ -11,10 +11,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.hvsim.test_cmdlets_hyperv_support import HostSession, props, sessions
 from tests.support import openssl
 from tests.support.certs import Issued, make_ca, make_host_cert
 from tests.support.hvsim_env import host, lab_config, running_lab
+from tests.support.hyperv import HostSession, props, sessions
 
 FQDN = "certs1.contoso.com"
 PASSWORD = "Pfx-Test-Pw1"

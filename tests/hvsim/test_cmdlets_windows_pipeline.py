@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from pypsrp.powershell import PowerShell
 
-from tests.hvsim.test_cmdlets_hyperv_support import HostSession, sessions
 from tests.support.hvsim_env import host, lab_config, running_lab
+from tests.support.hyperv import HostSession, sessions
 
 FQDN = "pipe1.contoso.com"
 

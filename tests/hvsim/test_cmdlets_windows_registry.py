@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hvsim.test_cmdlets_hyperv_support import HostSession, props, sessions
 from tests.support.hvsim_env import host, lab_config, running_lab
+from tests.support.hyperv import HostSession, props, sessions
 
 FQDN = "reg1.contoso.com"
 REPLICATION = "HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Virtualization\\Replication"

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 from psrpcore import Command
-from psrpcore.types import ErrorCategory, ErrorRecord, PSObject, PSSecureString, add_note_property
+from psrpcore.types import (
+    ErrorCategory,
+    ErrorRecord,
+    PSInt,
+    PSInt64,
+    PSObject,
+    PSSecureString,
+    PSString,
+    add_note_property,
+)
 
 from hvsim.cmdlets import TerminatingError, invoke
 from hvsim.cmdlets.base import (
@@ -415,6 +424,13 @@ def test_integer_overflow_and_rounding() -> None:
     assert bind(("Name", "a"), ("Count", 2.5))["Count"] == 2  # banker's rounding, like [int]2.5
     record = binding_error(("Name", "a"), ("Level", 2**40))
     assert 'Error: "Value was either too large or too small for an Int32."' in str(record)
+
+
+def test_scalar_arguments_arrive_as_plain_python_values() -> None:
+    # psrpcore deserialises <I32>/<S> into sized types that overflow in arithmetic; the binder unwraps them.
+    bound = bind((None, PSString("a")), ("Count", PSInt(3)), ("Level", PSInt64(5)), ("Enabled", PSInt(1)))
+    assert [type(bound[n]) for n in ("Name", "Count", "Level", "Enabled")] == [str, int, int, bool]
+    assert bound["Count"] * 2**40 == 3 * 2**40
 
 
 def test_parameter_sets_choose_and_require() -> None:

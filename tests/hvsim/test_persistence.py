@@ -81,3 +81,18 @@ def test_state_is_saved_soon_after_a_pipeline_without_a_stop(tmp_path: Path) -> 
             time.sleep(0.05)
         else:
             raise AssertionError("lab.json did not get the new VM while the emulator kept running")
+
+
+def test_stop_right_after_a_pipeline_saves_it_without_waiting(tmp_path: Path) -> None:
+    # The saver thread is mid-interval when stop() comes: stop must neither wait for it nor lose the change.
+    state = tmp_path / "state"
+    config = lab_config(host(HV, "127.35.0.41", http=True), host("hv2.contoso.com", "127.35.0.42", http=True))
+    emu = Emulator(config, state).start()
+    try:
+        _invoke(emu, "New-VM", Name="saved-by-stop", NoVHD=True)
+    finally:
+        started = time.monotonic()
+        emu.stop()
+        elapsed = time.monotonic() - started
+    assert "saved-by-stop" in (state / "lab.json").read_text()
+    assert elapsed < 2.0, f"Emulator.stop took {elapsed:.2f} s"

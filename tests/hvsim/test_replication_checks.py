@@ -17,7 +17,9 @@ import pytest
 from psrpcore.types import ErrorCategory
 
 from hvreplica_provider import pki
-from tests.hvsim.test_cmdlets_hyperv_support import (
+from tests.support.certs import SERVER_AUTH, Issued, make_host_cert
+from tests.support.hvsim_env import host, lab_config, running_lab
+from tests.support.hyperv import (
     HTTP_RULE,
     HTTPS_RULE,
     PFX_PASSWORD,
@@ -33,8 +35,6 @@ from tests.hvsim.test_cmdlets_hyperv_support import (
     trust_root,
     wait_for,
 )
-from tests.support.certs import SERVER_AUTH, Issued, make_host_cert
-from tests.support.hvsim_env import host, lab_config, running_lab
 
 P, R = "hv1.contoso.com", "hv2.fabrikam.com"  # untrusted domains: certificates only
 K = "hv3.contoso.com"  # the primary's own domain: Kerberos works

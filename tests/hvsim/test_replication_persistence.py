@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import tempfile
 
-from tests.hvsim.test_cmdlets_hyperv_support import (
+from tests.support.hvsim_env import host, lab_config, running_lab
+from tests.support.hyperv import (
     make_kerberos_replica,
     props,
     replication_state,
     sessions,
     wait_for,
 )
-from tests.support.hvsim_env import host, lab_config, running_lab
 
 PRIMARY, REPLICA = "hv1.contoso.com", "hv2.contoso.com"
 

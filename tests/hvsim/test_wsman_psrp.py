@@ -117,10 +117,51 @@ def test_add_script_rejected_naming_the_rule(pool: RunspacePool) -> None:
     assert iex.had_errors and "hvsim executes cmdlets, not scripts" in str(iex.streams.error[0])
 
 
+def _assert_unreadable_and_pool_usable(emu: Emulator, pool: RunspacePool, ps: PowerShell) -> None:
+    assert ps.had_errors and ps.state == PSInvocationState.FAILED
+    record = ps.streams.error[0]
+    assert record.fq_error == "HvsimDeserializationFailed"
+    assert "2147483648" in str(record) and "Int64" in str(record)
+    again = PowerShell(pool)
+    again.add_cmdlet("Get-VM").add_parameter("Name", "web01")
+    assert _names(again.invoke()) == ["web01"] and not again.had_errors
+    assert emu.sessions(HV)["pipelines"] == 0
+
+
+def test_int_beyond_int32_in_a_parameter_fails_the_pipeline_not_the_connection(
+    emu: Emulator, pool: RunspacePool
+) -> None:
+    # pypsrp serialises every Python int as <I32>; 2**31 cannot be read back. Windows' deserializer refuses it
+    # too: the client must get a failed pipeline it can report, and the pool stays usable.
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Get-VM").add_parameter("Name", "web01").add_parameter("ErrorAction", 2**31)
+    assert ps.invoke() == []
+    _assert_unreadable_and_pool_usable(emu, pool, ps)
+
+
+def test_int_beyond_int32_in_pipeline_input_fails_the_pipeline(emu: Emulator, pool: RunspacePool) -> None:
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Test-Path")
+    assert ps.invoke(input=["C:\\Windows", 2**31]) == []  # nothing runs on input that was only partly read
+    _assert_unreadable_and_pool_usable(emu, pool, ps)
+
+
+def test_int_beyond_int32_in_a_pool_message_is_a_fault_and_the_pool_lives_on(
+    emu: Emulator, pool: RunspacePool
+) -> None:
+    with pytest.raises(WSManFaultError) as info:
+        pool.max_runspaces = 2**31  # SET_MAX_RUNSPACES has no pipeline to fail: the request faults
+    assert info.value.code == 1359 and "2147483648" in info.value.reason
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Get-VM").add_parameter("Name", "web01")
+    assert _names(ps.invoke()) == ["web01"]
+
+
 def test_large_argument_and_output_with_small_envelopes(emu: Emulator) -> None:
     names = [f"no-such-vm-{i:05d}*" for i in range(4000)] + ["web01"]
-    for i in range(120):
-        emu.add_vm(HV, f"bulk{i:03d}")
+    bulk = 40  # ~5 KB per serialised VM: ~200 KB of output for 20 KB envelopes
+    for i in range(bulk):
+        emu.lab.add_vm(HV, f"bulk{i:03d}")  # the model alone: persisting each VM is not under test here
     try:
         with WSMan(max_envelope_size=20480, **wsman_kwargs(emu, HV)) as wsman, RunspacePool(wsman) as pool:
             before = emu.counters(HV)["http_requests"]
@@ -134,11 +175,11 @@ def test_large_argument_and_output_with_small_envelopes(emu: Emulator) -> None:
             before = emu.counters(HV)["http_requests"]
             out = every.invoke()
             receives = emu.counters(HV)["http_requests"] - before
-            assert len(out) == len(VMS) + 120
+            assert len(out) == len(VMS) + bulk
             assert receives > 3  # the output came back in several envelope-sized Receives
     finally:
-        for i in range(120):
-            emu.remove_vm(HV, f"bulk{i:03d}")
+        for i in range(bulk):
+            emu.lab.remove_vm(HV, f"bulk{i:03d}")
 
 
 def test_large_request_fits_one_default_envelope(emu: Emulator) -> None:

@@ -1,8 +1,5 @@
 """Shared helpers (no tests) of the Hyper-V conformance and replication tests: one real pypsrp session per
 emulated host, and the host preparation steps of seed-scenario.md done through the real cmdlets.
-
-It lives beside the tests that use it because tests/support/ belongs to other helpers; a lead may move it to
-tests/support/hyperv.py unchanged.
 """
 
 from __future__ import annotations
@@ -182,30 +179,27 @@ def enable_rule(session: HostSession, name: str) -> None:
 
 def make_certificate_replica(session: HostSession, thumbprint: str, primary: str, storage: str) -> None:
     """Certificate-based replica server authorizing `primary`, with its HTTPS listener rule open."""
-    session.ok(
-        "Set-VMReplicationServer",
-        "Force",
-        ReplicationEnabled=True,
+    _make_replica(
+        session,
+        primary,
+        storage,
+        HTTPS_RULE,
         AllowedAuthenticationType="Certificate",
         CertificateThumbprint=thumbprint,
-        KerberosAuthenticationPort=80,
-        CertificateAuthenticationPort=443,
     )
-    session.ok(
-        "New-VMReplicationAuthorizationEntry",
-        AllowedPrimaryServer=primary,
-        ReplicaStorageLocation=storage,
-        TrustGroup="lab",
-    )
-    enable_rule(session, HTTPS_RULE)
 
 
 def make_kerberos_replica(session: HostSession, primary: str, storage: str) -> None:
+    """Kerberos replica server authorizing `primary`, with its HTTP listener rule open."""
+    _make_replica(session, primary, storage, HTTP_RULE, AllowedAuthenticationType="Kerberos")
+
+
+def _make_replica(session: HostSession, primary: str, storage: str, rule: str, **authentication: str) -> None:
     session.ok(
         "Set-VMReplicationServer",
         "Force",
         ReplicationEnabled=True,
-        AllowedAuthenticationType="Kerberos",
+        **authentication,
         KerberosAuthenticationPort=80,
         CertificateAuthenticationPort=443,
     )
@@ -215,4 +209,4 @@ def make_kerberos_replica(session: HostSession, primary: str, storage: str) -> N
         ReplicaStorageLocation=storage,
         TrustGroup="lab",
     )
-    enable_rule(session, HTTP_RULE)
+    enable_rule(session, rule)
