@@ -15,13 +15,14 @@ Exports: thumbprints, expiry dates and replication states, never keys or passwor
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
 from hvreplica_provider import CertificateAuthority, CertificateAuthorityArgs
+from hvreplica_provider.pki import Subject
 from hvreplica_provider.topology import (
     RELATIONSHIP_SETTINGS,
     CertificateOptions,
@@ -36,7 +37,7 @@ from hvreplica_provider.topology import (
 
 SHARED_CA = "shared"
 _SITE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-_CA_KEYS = ("common_name", "organization", "organizational_unit", "country", "state", "locality")
+_CA_KEYS = tuple(f.name for f in fields(Subject))
 _HOST_KEYS = ("fqdn", "additional_dns_names", "address", "connection", "storage_location")
 _PKI_KEYS = (
     "rsa_bits",
@@ -55,16 +56,6 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class CaSettings:
-    common_name: str
-    organization: str | None = None
-    organizational_unit: str | None = None
-    country: str | None = None
-    state: str | None = None
-    locality: str | None = None
-
-
-@dataclass(frozen=True)
 class HostSettings:
     """One host from `hvreplica:sites`. Without `connection`/`address` they come from the hvsim lab."""
 
@@ -79,7 +70,7 @@ class HostSettings:
 class SiteSettings:
     name: str
     domain: str
-    ca: CaSettings | None
+    ca: Subject | None
     hosts: tuple[HostSettings, ...]
 
 
@@ -93,7 +84,7 @@ class PkiSettings:
     host_validity_days: int | None = None
     host_early_renewal_days: int | None = None
     pfx_encryption: str | None = None
-    shared_ca: CaSettings | None = None
+    shared_ca: Subject | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +121,8 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _ca(value: Any, where: str) -> CaSettings:
-    return CaSettings(**_mapping(value, where, _CA_KEYS, ("common_name",)))
+def _ca(value: Any, where: str) -> Subject:
+    return Subject(**_mapping(value, where, _CA_KEYS, ("common_name",)))
 
 
 def _host(value: Any, where: str, domain: str) -> HostSettings:
@@ -230,7 +221,7 @@ def load_hvsim(config: pulumi.Config) -> HvsimSettings | None:
     return HvsimSettings(**_mapping(raw, "hvreplica:hvsim", ("config", "state_dir"), ("config",)))
 
 
-def _certificate_authority(key: str, ca: CaSettings, pki: PkiSettings) -> CertificateAuthority:
+def _certificate_authority(key: str, ca: Subject, pki: PkiSettings) -> CertificateAuthority:
     return CertificateAuthority(
         f"ca-{key}",
         CertificateAuthorityArgs(

@@ -32,20 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
 
-from hvreplica_provider import ReplicaServerProvider, ReplicationRelationshipProvider
+from hvreplica_provider import ReplicationRelationshipProvider
 from hvsim.admin import call
-from tests.examples.hosts import SiteMaterial, create_site_material
-from tests.support.engine import ProviderServer, ResourceState, dynamic_type
+from tests.support.engine import RELATIONSHIP_TYPE, ProviderServer, ResourceState
 from tests.support.hvsim_env import host, lab_config_dict, serve_process, to_toml
+from tests.support.pwsh import run_cmdlet
+from tests.support.topology_lab import HOST1, HOST2, prepare_pair
 
-PRIMARY, REPLICA = "host1.contoso.com", "host2.fabrikam.com"
+PRIMARY, REPLICA = HOST1, HOST2
 ADDRESSES = {PRIMARY: "127.86.0.11", REPLICA: "127.86.0.12"}
 PASSWORD = "P@ssw0rd!"
 PARALLEL = 4  # the provider server's thread pool; the naive baseline gets the same
-RELATIONSHIP_TYPE = dynamic_type("hvreplica", "ReplicationRelationship")
 COUNTERS = ("http_requests", "pipelines", "pools_opened")
 
 
@@ -72,6 +72,9 @@ class Lab:
             call(self.admin, "clear-faults", fqdn)
             if ms:
                 call(self.admin, "fault", fqdn, kind="latency", value=ms)
+
+    def address(self, fqdn: str) -> str:
+        return self.entries[fqdn]["address"]
 
     def connection(self, fqdn: str) -> dict[str, Any]:
         entry = self.entries[fqdn]
@@ -134,22 +137,10 @@ class Row:
     pools: int  # runspace pools opened for the whole run (provider: including the warm-up; two hosts)
 
 
-def prepare(server: ProviderServer, lab: Lab) -> dict[str, SiteMaterial]:
-    """Certificates and both ReplicaServers through `server` (this also opens its pool to each host)."""
-    material = create_site_material(server, [PRIMARY, REPLICA])
-    for fqdn, partner in ((REPLICA, PRIMARY), (PRIMARY, REPLICA)):
-        server.up(
-            server.urn(dynamic_type("hvreplica", "ReplicaServer"), f"server-{fqdn}"),
-            ReplicaServerProvider(),
-            server_inputs(lab, fqdn, partner, material),
-        )
-    return material
-
-
 def provider_run(lab: Lab, vms: list[str], latency_ms: int) -> Row:
     with ProviderServer() as server:
         server.configure()
-        material = prepare(server, lab)  # the warm-up, in the same provider process
+        material = prepare_pair(server, lab, PRIMARY, REPLICA)  # the warm-up, in the same provider process
         lab.latency(latency_ms)
         provider = ReplicationRelationshipProvider()
         states: list[ResourceState] = []
@@ -171,36 +162,16 @@ def provider_run(lab: Lab, vms: list[str], latency_ms: int) -> Row:
         return Row(len(vms), latency_ms, "provider", phases, lab.counters()["pools_opened"])
 
 
-def server_inputs(lab: Lab, fqdn: str, partner: str, material: dict[str, SiteMaterial]) -> dict[str, Any]:
-    own, other = material[fqdn], material[partner]
-    return {
-        "connection": lab.connection(fqdn),
-        "fqdn": fqdn,
-        "certificate": own.certificate,
-        "trusted_ca_certs": [own.ca["cert_pem"], other.ca["cert_pem"]],
-        "disable_revocation_check": True,
-        "allowed_primaries": [{"primary_server": partner, "storage_location": "D:\\Replica"}],
-        "hosts_entries": {partner: lab.entries[partner]["address"]},
-    }
-
-
 def naive_cmdlet(lab: Lab, fqdn: str, cmdlet: str, **params: Any) -> list[Any]:
     """One cmdlet on a brand-new runspace pool (and connection), as a script-per-call tool does."""
     with lab.wsman(fqdn) as wsman, RunspacePool(wsman) as pool:
-        ps = PowerShell(pool)
-        ps.add_cmdlet(cmdlet)
-        for name, value in params.items():
-            ps.add_parameter(name, value)
-        output = ps.invoke()
-        if ps.had_errors:
-            raise RuntimeError(f"{cmdlet} failed: {[str(e) for e in ps.streams.error]}")
-        return output
+        return run_cmdlet(pool, cmdlet, **params)
 
 
 def naive_run(lab: Lab, vms: list[str], latency_ms: int) -> Row:
     with ProviderServer() as server:  # host preparation only, not measured
         server.configure()
-        thumbprint = prepare(server, lab)[PRIMARY].cert["thumbprint"]
+        thumbprint = prepare_pair(server, lab, PRIMARY, REPLICA)[PRIMARY].cert["thumbprint"]
     lab.latency(latency_ms)
 
     def create(vm: str) -> None:

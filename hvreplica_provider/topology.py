@@ -24,26 +24,26 @@ from hvreplica_provider.resources.certificate_authority import (
 from hvreplica_provider.resources.host_certificate import HostCertificate, HostCertificateArgs
 from hvreplica_provider.resources.replica_server import ReplicaServer, ReplicaServerArgs
 from hvreplica_provider.resources.replication_relationship import (
+    LOCAL_KEYS,
+    SETTING_KEYS,
     ReplicationRelationship,
     ReplicationRelationshipArgs,
 )
 
 DEFAULT_STORAGE_LOCATION = "D:\\Hyper-V\\Replica"
-# Settings a topology passes through to every ReplicationRelationship (the rest are derived).
-RELATIONSHIP_SETTINGS = (
-    "frequency_sec",
-    "recovery_history",
-    "vss_snapshot_frequency_hour",
-    "compression",
-    "replicate_host_kvp_items",
-    "auto_resynchronize",
-    "auto_resynchronize_start",
-    "auto_resynchronize_end",
-    "bypass_proxy_server",
-    "initial_replication",
-    "wait_for_initial_replication",
-    "initial_replication_timeout_sec",
-    "delete_replica_vm_on_destroy",
+# Relationship inputs the topology sets itself: the hosts' connections, certificate authentication with
+# the primary's own certificate, and the replica's certificate port.
+_DERIVED_RELATIONSHIP_KEYS = (
+    "primary",
+    "replica",
+    "authentication",
+    "certificate_thumbprint",
+    "replica_port",
+)
+# Settings a topology passes through to every ReplicationRelationship: all its other inputs, so that a
+# setting the resource gains is available here too.
+RELATIONSHIP_SETTINGS = tuple(
+    key for key in (*SETTING_KEYS, *LOCAL_KEYS) if key not in _DERIVED_RELATIONSHIP_KEYS
 )
 
 
@@ -329,3 +329,24 @@ def emulated_topology_hosts(
         endpoint = endpoints[fqdn.lower()]
         hosts.append(TopologyHost(fqdn, endpoint.connection, endpoint.address, cas[domain]))
     return hosts
+
+
+def emulated_topology(
+    name: str,
+    config: pulumi.Config,
+    flows: Sequence[ReplicationFlow],
+    relationship: Mapping[str, Any] | None = None,
+) -> ReplicaTopology:
+    """The examples' building block: a ReplicaTopology over the hosts of `flows` in the hvsim lab named by
+    the stack config `hvsim_config` and `hvsim_state_dir`, one CA per domain, keys of the optional
+    `rsa_bits` size, `relationship` settings (RELATIONSHIP_SETTINGS) for every VM."""
+    lab = emulated_hosts(config.require("hvsim_config"), config.require("hvsim_state_dir"))
+    rsa_bits = config.get_int("rsa_bits")
+    fqdns = list(dict.fromkeys(fqdn for flow in flows for fqdn in (flow.primary, flow.replica)))
+    return ReplicaTopology(
+        name,
+        emulated_topology_hosts(lab, fqdns, rsa_bits),
+        flows,
+        CertificateOptions(rsa_bits=rsa_bits),
+        ReplicationOptions(relationship=relationship or {}),
+    )

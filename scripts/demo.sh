@@ -16,6 +16,14 @@ Install it, open a new shell (or add ~/.pulumi/bin to PATH), then run `make demo
 MSG
     exit 1
 fi
+# An older CLI would only fail in `pulumi up`, after the venv install and the hvsim start.
+pulumi_version="$(pulumi version 2>/dev/null || true)"
+if [[ ! "$pulumi_version" =~ ^v?([0-9]+)\.([0-9]+) ]] \
+    || ((BASH_REMATCH[1] < 3 || (BASH_REMATCH[1] == 3 && BASH_REMATCH[2] < 139))); then
+    echo "error: \`make demo\` needs Pulumi CLI >= 3.139, \`pulumi version\` says '${pulumi_version}';" \
+        "upgrade it (https://www.pulumi.com/docs/install/) and run \`make demo\` again" >&2
+    exit 1
+fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -6,23 +6,12 @@ Each host's certificate comes from a CA of its own domain; both hosts are prepar
 
 import pulumi
 
-from hvreplica_provider.topology import (
-    CertificateOptions,
-    ReplicationFlow,
-    ReplicaTopology,
-    emulated_hosts,
-    emulated_topology_hosts,
-)
+from hvreplica_provider.topology import ReplicationFlow, emulated_topology
 
 config = pulumi.Config()
-lab = emulated_hosts(config.require("hvsim_config"), config.get("hvsim_state_dir") or "../../.hvsim")
-primary, replica = config.require("primary"), config.require("replica")
-rsa_bits = config.get_int("rsa_bits")
+vms = tuple(config.require_object("vms"))
 
-topology = ReplicaTopology(
-    "pair",
-    emulated_topology_hosts(lab, [primary, replica], rsa_bits),
-    [ReplicationFlow(primary, replica, tuple(config.require_object("vms")))],
-    CertificateOptions(rsa_bits=rsa_bits),
+topology = emulated_topology(
+    "pair", config, [ReplicationFlow(config.require("primary"), config.require("replica"), vms)]
 )
 pulumi.export("replication", topology.replication_summary())

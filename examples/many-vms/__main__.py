@@ -5,27 +5,16 @@
 
 import pulumi
 
-from hvreplica_provider.topology import (
-    CertificateOptions,
-    ReplicationFlow,
-    ReplicaTopology,
-    emulated_hosts,
-    emulated_topology_hosts,
-)
+from hvreplica_provider.topology import ReplicationFlow, emulated_topology
 
 config = pulumi.Config()
-lab = emulated_hosts(config.require("hvsim_config"), config.get("hvsim_state_dir") or ".hvsim")
-primary, replica = config.require("primary"), config.require("replica")
 count = config.require_int("vm_count")
 if count < 1:
     raise ValueError("hvreplica-many-vms:vm_count must be at least 1")
 prefix = config.get("vm_prefix") or "vm-"
-rsa_bits = config.get_int("rsa_bits")
+vms = tuple(f"{prefix}{i:03d}" for i in range(1, count + 1))
 
-topology = ReplicaTopology(
-    "fleet",
-    emulated_topology_hosts(lab, [primary, replica], rsa_bits),
-    [ReplicationFlow(primary, replica, tuple(f"{prefix}{i:03d}" for i in range(1, count + 1)))],
-    CertificateOptions(rsa_bits=rsa_bits),
+topology = emulated_topology(
+    "fleet", config, [ReplicationFlow(config.require("primary"), config.require("replica"), vms)]
 )
 pulumi.export("replication", topology.replication_summary())

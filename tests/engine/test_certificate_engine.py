@@ -22,18 +22,17 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_pem_priv
 from hvreplica_provider import CertificateAuthorityProvider, HostCertificateProvider
 from tests.support import openssl
 from tests.support.engine import (
+    CA_TYPE,
+    HOST_TYPE,
     UNKNOWN,
     CheckFailed,
     ProviderServer,
     ResourceState,
     ServerFactory,
     Step,
-    dynamic_type,
     with_provider,
 )
 
-CA_TYPE = dynamic_type("hvreplica", "CertificateAuthority")
-HOST_TYPE = dynamic_type("hvreplica", "HostCertificate")
 CA_INPUTS = {
     "common_name": "Contoso Replica CA",
     "organization": "Contoso",

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.examples.hosts import lab_dict
 from tests.support.engine import PROJECT_DIR
 from tests.support.hvsim_env import to_toml
+from tests.support.topology_lab import lab_dict
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+CLI_VERSION = "v3.272.0"  # what the stand-in `pulumi` prints (the script checks `pulumi version`)
 
 
 @dataclass
@@ -36,14 +37,16 @@ class Tree:
     bin_dir: Path
     log: Path
 
-    def stand_in(self, name: str, exit_code: int = 0) -> None:
-        """An executable that appends `name argv | backend | passphrase | hvsim ready lines` to the log."""
+    def stand_in(self, name: str, exit_code: int = 0, prints: str = "") -> None:
+        """An executable that appends `name argv | backend | passphrase | hvsim ready lines` to the log
+        and prints `prints`."""
         script = self.bin_dir / name
         script.write_text(
             "#!/bin/sh\n"
             f'ready=$(grep -c "^hvsim ready" "{self.root}/.hvsim/hvsim.log" 2>/dev/null)\n'
             f'echo "{name} $* | $PULUMI_BACKEND_URL | $PULUMI_CONFIG_PASSPHRASE | ${{ready:-0}}"'
             f' >> "{self.log}"\n'
+            f'printf "%s" "{prints}"\n'
             f"exit {exit_code}\n"
         )
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -108,8 +111,20 @@ def test_missing_cli_prints_install_steps_and_touches_nothing(tree: Tree) -> Non
     assert sorted(p.name for p in tree.root.iterdir()) == before
 
 
+def test_too_old_cli_is_refused_before_anything_runs(tree: Tree) -> None:
+    tree.stand_in("pulumi", prints="v3.120.1")
+    before = sorted(p.name for p in tree.root.iterdir())
+
+    result = tree.run()
+
+    assert result.returncode != 0
+    assert "needs Pulumi CLI >= 3.139" in result.stderr and "'v3.120.1'" in result.stderr
+    assert tree.calls() == ["pulumi version |  |  | 0"]  # no venv install, no hvsim
+    assert sorted(p.name for p in tree.root.iterdir()) == sorted([*before, "calls.log"])
+
+
 def test_starts_hvsim_then_runs_stack_and_up_with_local_state(tree: Tree) -> None:
-    tree.stand_in("pulumi")
+    tree.stand_in("pulumi", prints=CLI_VERSION)
 
     result = tree.run()
 
@@ -118,6 +133,7 @@ def test_starts_hvsim_then_runs_stack_and_up_with_local_state(tree: Tree) -> Non
     backend = f"file://{tree.root}/.pulumi-state"
     # hvsim had printed its ready line before Pulumi ran (the last field).
     assert tree.calls() == [
+        "pulumi version |  |  | 0",
         "make --no-print-directory venv |  |  | 0",
         f"pulumi stack select --create dev --non-interactive | {backend} | hvreplica-dev-only | 1",
         f"pulumi up --yes --stack dev --non-interactive | {backend} | hvreplica-dev-only | 1",
@@ -135,11 +151,15 @@ def test_starts_hvsim_then_runs_stack_and_up_with_local_state(tree: Tree) -> Non
     assert f"hvsim already running (pid {pid}), reusing it" in again.stdout
     assert tree.hvsim_pid() == pid
     # (the make line now sees the first run's ready line: hvsim was not restarted)
-    assert tree.calls()[3:] == ["make --no-print-directory venv |  |  | 1", *tree.calls()[1:3]]
+    assert tree.calls()[4:] == [
+        "pulumi version |  |  | 1",
+        "make --no-print-directory venv |  |  | 1",
+        *tree.calls()[2:4],
+    ]
 
 
 def test_restarts_hvsim_when_the_recorded_one_is_gone(tree: Tree) -> None:
-    tree.stand_in("pulumi")
+    tree.stand_in("pulumi", prints=CLI_VERSION)
     (tree.root / ".hvsim").mkdir()
     (tree.root / ".hvsim" / "hvsim.log").write_text("hvsim ready: an old run\n")
     (tree.root / ".hvsim" / "hvsim.pid").write_text("999999\n")  # no such process
@@ -153,7 +173,7 @@ def test_restarts_hvsim_when_the_recorded_one_is_gone(tree: Tree) -> None:
 
 
 def test_hvsim_that_cannot_start_stops_the_demo_before_pulumi(tree: Tree) -> None:
-    tree.stand_in("pulumi")
+    tree.stand_in("pulumi", prints=CLI_VERSION)
     (tree.root / "hvsim.dev.toml").write_text('[[host]]\nfqdn = "host1.contoso.com"\naddress = "10.0.0.1"\n')
 
     result = tree.run()
@@ -161,25 +181,25 @@ def test_hvsim_that_cannot_start_stops_the_demo_before_pulumi(tree: Tree) -> Non
     assert result.returncode != 0
     assert "hvsim exited before it was ready" in result.stderr
     assert "must be a loopback address" in result.stderr  # hvsim's own error, from its log
-    assert [line.split()[0] for line in tree.calls()] == ["make"]
+    assert [line.split()[0] for line in tree.calls()] == ["pulumi", "make"]
 
 
 def test_keeps_a_passphrase_the_user_set(tree: Tree) -> None:
-    tree.stand_in("pulumi")
+    tree.stand_in("pulumi", prints=CLI_VERSION)
 
     assert tree.run(PULUMI_CONFIG_PASSPHRASE="mine").returncode == 0
 
-    pulumi_calls = [line for line in tree.calls() if line.startswith("pulumi")]
+    pulumi_calls = [line for line in tree.calls() if line.startswith(("pulumi stack", "pulumi up"))]
     assert len(pulumi_calls) == 2 and all(line.endswith("| mine | 1") for line in pulumi_calls)
 
 
 def test_stops_at_the_first_failing_step(tree: Tree) -> None:
-    tree.stand_in("pulumi")
+    tree.stand_in("pulumi", prints=CLI_VERSION)
     tree.stand_in("make", exit_code=2)
 
     result = tree.run()
 
     assert result.returncode == 2
     # A failed venv install never starts hvsim nor reaches Pulumi.
-    assert [line.split()[0] for line in tree.calls()] == ["make"]
+    assert [line.split()[0] for line in tree.calls()] == ["pulumi", "make"]
     assert not (tree.root / ".hvsim").exists()

@@ -15,22 +15,19 @@ from typing import Any
 
 import pytest
 
-from hvreplica_provider import ReplicaServerProvider, ReplicationRelationshipProvider
-from tests.examples.hosts import (
+from hvreplica_provider import ReplicationRelationshipProvider
+from tests.support.engine import RELATIONSHIP_TYPE, ProviderServer, ServerFactory
+from tests.support.pwsh import prop
+from tests.support.topology_lab import (
+    HOST1,
+    HOST2,
     RunningLab,
     SiteMaterial,
-    connection,
-    create_site_material,
-    prop,
-    replica_server_inputs,
+    prepare_pair,
     running_dev_lab,
     wait_replicating,
 )
-from tests.support.engine import ProviderServer, ServerFactory, dynamic_type
 
-SERVER_TYPE = dynamic_type("hvreplica", "ReplicaServer")
-RELATIONSHIP_TYPE = dynamic_type("hvreplica", "ReplicationRelationship")
-HOST1, HOST2 = "host1.contoso.com", "host2.fabrikam.com"
 MANY = [f"bulk-{i:02d}" for i in range(1, 21)]
 
 
@@ -50,21 +47,13 @@ def server(module_provider_servers: ServerFactory) -> ProviderServer:
 
 @pytest.fixture(scope="module")
 def material(lab: RunningLab, server: ProviderServer) -> dict[str, SiteMaterial]:
-    """Certificates, then both hosts prepared as replica servers, all through the provider server."""
-    material = create_site_material(server, [HOST1, HOST2])
-    for fqdn, partner in ((HOST2, HOST1), (HOST1, HOST2)):
-        server.up(
-            server.urn(SERVER_TYPE, f"server-{fqdn}"),
-            ReplicaServerProvider(),
-            replica_server_inputs(lab, fqdn, partner, material),
-        )
-    return material
+    return prepare_pair(server, lab, HOST1, HOST2)
 
 
 def relationship(lab: RunningLab, material: dict[str, SiteMaterial], vm: str, **extra: Any) -> dict[str, Any]:
     return {
-        "primary": connection(lab, HOST1),
-        "replica": connection(lab, HOST2),
+        "primary": lab.connection(HOST1),
+        "replica": lab.connection(HOST2),
         "vm_name": vm,
         "replica_server_fqdn": HOST2,
         "certificate_thumbprint": material[HOST1].cert["thumbprint"],

@@ -13,7 +13,11 @@ from collections.abc import Iterator
 import pytest
 
 from hvreplica_provider import ReplicaServerProvider
-from tests.examples.hosts import (
+from tests.support.engine import SERVER_TYPE, ProviderServer, ServerFactory
+from tests.support.pwsh import prop
+from tests.support.topology_lab import (
+    HOST1,
+    HOST2,
     HOSTS_FILE,
     HTTPS_RULE,
     REPLICATION_KEY,
@@ -23,14 +27,9 @@ from tests.examples.hosts import (
     check_host,
     create_site_material,
     line_text,
-    prop,
     replica_server_inputs,
     running_dev_lab,
 )
-from tests.support.engine import ProviderServer, ServerFactory, dynamic_type
-
-SERVER_TYPE = dynamic_type("hvreplica", "ReplicaServer")
-HOST1, HOST2 = "host1.contoso.com", "host2.fabrikam.com"
 
 
 @pytest.fixture(scope="module")

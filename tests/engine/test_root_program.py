@@ -17,8 +17,18 @@ import pulumi
 import pytest
 from cryptography import x509
 
-from hvreplica_provider.resources import replication_relationship
-from tests.examples.hosts import (
+from tests.support.engine import (
+    CA_TYPE,
+    HOST_TYPE,
+    PROJECT_DIR,
+    RELATIONSHIP_TYPE,
+    SERVER_TYPE,
+    MockedProgram,
+    stack_config,
+)
+from tests.support.topology_lab import (
+    HOST1,
+    HOST2,
     ExpectedHost,
     RunningLab,
     check_host,
@@ -26,20 +36,9 @@ from tests.examples.hosts import (
     thumbprint,
     wait_replicating,
 )
-from tests.support.engine import PROJECT_DIR, MockedProgram, dynamic_type, stack_config
 
-CA_TYPE = dynamic_type("hvreplica", "CertificateAuthority")
-HOST_TYPE = dynamic_type("hvreplica", "HostCertificate")
-SERVER_TYPE = dynamic_type("hvreplica", "ReplicaServer")
-RELATIONSHIP_TYPE = dynamic_type("hvreplica", "ReplicationRelationship")
-HOST1, HOST2 = "host1.contoso.com", "host2.fabrikam.com"
 PROGRAM = PROJECT_DIR / "__main__.py"
-
-
-@pytest.fixture(autouse=True)
-def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The provider runs in this process under mocks: poll the initial replication often.
-    monkeypatch.setattr(replication_relationship, "POLL_INTERVAL_SEC", 0.2)
+pytestmark = pytest.mark.usefixtures("fast_polling")  # the providers run in this process, under mocks
 
 
 @pytest.fixture

@@ -13,23 +13,19 @@ import pulumi
 import pytest
 import yaml
 
-from hvreplica_provider.resources import replication_relationship
-from tests.examples.hosts import (
+from tests.support.engine import PROJECT_DIR, MockedProgram, stack_config
+from tests.support.topology_lab import (
+    HOST1,
+    HOST2,
     ExpectedHost,
     RunningLab,
     check_host,
     running_dev_lab,
     wait_replicating,
 )
-from tests.support.engine import PROJECT_DIR, MockedProgram, stack_config
 
 EXAMPLES = PROJECT_DIR / "examples"
-HOST1, HOST2 = "host1.contoso.com", "host2.fabrikam.com"
-
-
-@pytest.fixture(autouse=True)
-def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replication_relationship, "POLL_INTERVAL_SEC", 0.2)
+pytestmark = pytest.mark.usefixtures("fast_polling")  # the providers run in this process, under mocks
 
 
 def example_config(name: str, lab: RunningLab, **overrides: Any) -> tuple[Path, str, dict[str, Any]]:

@@ -160,6 +160,12 @@ def dynamic_type(module: str, name: str) -> str:
     return f"pulumi-python:dynamic/{module}:{name}" if module else f"pulumi-python:dynamic:{name}"
 
 
+CA_TYPE = dynamic_type("hvreplica", "CertificateAuthority")
+HOST_TYPE = dynamic_type("hvreplica", "HostCertificate")
+SERVER_TYPE = dynamic_type("hvreplica", "ReplicaServer")
+RELATIONSHIP_TYPE = dynamic_type("hvreplica", "ReplicationRelationship")
+
+
 class ProviderServer:
     """The SDK's dynamic-provider server as a subprocess, driven over gRPC like the engine does.
 
@@ -339,12 +345,7 @@ class ProviderServer:
         old_inputs: Mapping[str, Any] | None = None,
     ) -> DiffOutcome:
         """Diff(id, olds=OLD OUTPUTS, news=checked inputs)."""
-        reply = self._call(
-            "Diff",
-            provider_pb2.DiffRequest(
-                id=id_, urn=urn, olds=encode(olds), news=encode(news), old_inputs=encode(old_inputs or {})
-            ),
-        )
+        reply = self._call("Diff", provider_pb2.DiffRequest(**_change(urn, id_, olds, news, old_inputs)))
         kinds = provider_pb2.DiffResponse
         changes = {kinds.DIFF_SOME: True, kinds.DIFF_NONE: False}.get(reply.changes)
         return DiffOutcome(changes, tuple(reply.replaces), bool(reply.deleteBeforeReplace))
@@ -376,12 +377,7 @@ class ProviderServer:
         old_inputs: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Update(id, olds=OLD OUTPUTS, news=checked inputs) -> new outputs."""
-        reply = self._call(
-            "Update",
-            provider_pb2.UpdateRequest(
-                id=id_, urn=urn, olds=encode(olds), news=encode(news), old_inputs=encode(old_inputs or {})
-            ),
-        )
+        reply = self._call("Update", provider_pb2.UpdateRequest(**_change(urn, id_, olds, news, old_inputs)))
         return decode(reply.properties)
 
     def delete(
@@ -464,6 +460,23 @@ class ProviderServer:
         created = self._create_state(old.urn, checked)
         self.destroy(old)
         return created
+
+
+def _change(
+    urn: str,
+    id_: str,
+    olds: Mapping[str, Any],
+    news: Mapping[str, Any],
+    old_inputs: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The fields Diff and Update requests share."""
+    return {
+        "id": id_,
+        "urn": urn,
+        "olds": encode(olds),
+        "news": encode(news),
+        "old_inputs": encode(old_inputs or {}),
+    }
 
 
 def with_provider(provider: ResourceProvider | str, inputs: Mapping[str, Any]) -> dict[str, Any]:

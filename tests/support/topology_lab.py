@@ -16,21 +16,25 @@ import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
 
-from hvreplica_provider import CertificateAuthorityProvider, HostCertificateProvider
-from hvsim.config import parse_config
+from hvreplica_provider import CertificateAuthorityProvider, HostCertificateProvider, ReplicaServerProvider
+from hvreplica_provider.resources import replication_relationship
+from hvsim.config import HostConfig, parse_config
 from hvsim.server import Emulator
-from tests.support.engine import PROJECT_DIR, ProviderServer, dynamic_type
+from tests.support.engine import CA_TYPE, HOST_TYPE, PROJECT_DIR, SERVER_TYPE, ProviderServer
 from tests.support.hvsim_env import running_lab, to_toml, wsman_kwargs
 from tests.support.net import free_port
+from tests.support.pwsh import prop, run_cmdlet
 
 DEV_LAB = PROJECT_DIR / "hvsim.dev.toml"
+HOST1, HOST2 = "host1.contoso.com", "host2.fabrikam.com"  # the two sites of hvsim.dev.toml
 REPLICATION_KEY = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Virtualization\Replication"
 HTTPS_RULE = "VIRT-HVRHTTPSL-In-TCP-NoScope"
 HOSTS_FILE = r"C:\Windows\System32\drivers\etc\hosts"
@@ -49,16 +53,33 @@ class RunningLab:
         return {"config": str(self.config_file), "state_dir": str(self.state_dir)}
 
     def address(self, fqdn: str) -> str:
-        return next(h.address for h in self.emu.config.hosts if h.fqdn == fqdn.lower())
+        return self._host(fqdn).address
+
+    def connection(self, fqdn: str, **overrides: Any) -> dict[str, Any]:
+        """A ReplicaServer/ReplicationRelationship connection input for a lab host (numbers as floats, as
+        the engine sends them): HTTPS with basic auth, verified against the lab's WinRM CA."""
+        config = self._host(fqdn)
+        username, password = next(iter(config.users.items()))
+        return {
+            "host": config.address,
+            "port": float(self.emu.listener_port(fqdn)),
+            "transport": "https",
+            "auth": "basic",
+            "username": username,
+            "password": password,
+            "ca_cert_pem": self.emu.ca_pem_path.read_text(),
+            **overrides,
+        }
 
     @contextlib.contextmanager
     def shell(self, fqdn: str) -> Iterator[Shell]:
-        username, password = next(
-            iter(next(h for h in self.emu.config.hosts if h.fqdn == fqdn.lower()).users.items())
-        )
+        username, password = next(iter(self._host(fqdn).users.items()))
         kwargs = wsman_kwargs(self.emu, fqdn, username=username, password=password)
         with WSMan(**kwargs) as wsman, RunspacePool(wsman) as pool:
             yield Shell(pool)
+
+    def _host(self, fqdn: str) -> HostConfig:
+        return next(h for h in self.emu.config.hosts if h.fqdn == fqdn.lower())
 
 
 @dataclass
@@ -66,13 +87,7 @@ class Shell:
     pool: RunspacePool
 
     def run(self, cmdlet: str, **params: Any) -> list[Any]:
-        ps = PowerShell(self.pool)
-        ps.add_cmdlet(cmdlet)
-        for name, value in params.items():
-            ps.add_parameter(name, value)
-        output = ps.invoke()
-        assert not ps.had_errors, f"{cmdlet} failed: {[str(e) for e in ps.streams.error]}"
-        return output
+        return run_cmdlet(self.pool, cmdlet, **params)
 
 
 def lab_dict(
@@ -123,14 +138,6 @@ class ExpectedHost:
     partners: dict[str, str]  # partner FQDN -> address in the hosts file
     storage_location: str
     replicated_vms: dict[str, str] = field(default_factory=dict)  # VM (primary here) -> replica FQDN
-
-
-def prop(obj: Any, name: str) -> Any:
-    for attr in ("adapted_properties", "extended_properties"):
-        values = getattr(obj, attr, None) or {}
-        if name in values:
-            return values[name]
-    return None
 
 
 def line_text(obj: Any) -> str:
@@ -219,18 +226,16 @@ class SiteMaterial:
 
 def create_site_material(server: ProviderServer, fqdns: Sequence[str]) -> dict[str, SiteMaterial]:
     """One CA per host's domain and a host certificate each, through the real provider server (RSA 2048)."""
-    ca_type = dynamic_type("hvreplica", "CertificateAuthority")
-    cert_type = dynamic_type("hvreplica", "HostCertificate")
     out = {}
     for fqdn in fqdns:
         domain = fqdn.split(".", 1)[1]
         ca = server.up(
-            server.urn(ca_type, f"ca-{domain}"),
+            server.urn(CA_TYPE, f"ca-{domain}"),
             CertificateAuthorityProvider(),
             {"common_name": f"{domain} Replica CA", "rsa_bits": 2048},
         ).state.outputs
         cert = server.up(
-            server.urn(cert_type, f"cert-{fqdn}"),
+            server.urn(HOST_TYPE, f"cert-{fqdn}"),
             HostCertificateProvider(),
             {
                 "ca_cert_pem": ca["cert_pem"],
@@ -244,30 +249,21 @@ def create_site_material(server: ProviderServer, fqdns: Sequence[str]) -> dict[s
     return out
 
 
-def connection(lab: RunningLab, fqdn: str, **overrides: Any) -> dict[str, Any]:
-    """A ReplicaServer/ReplicationRelationship connection input for a lab host (numbers as floats, as the
-    engine sends them): HTTPS with basic auth, verified against the lab's WinRM CA."""
-    config = next(h for h in lab.emu.config.hosts if h.fqdn == fqdn.lower())
-    username, password = next(iter(config.users.items()))
-    return {
-        "host": config.address,
-        "port": float(lab.emu.listener_port(fqdn)),
-        "transport": "https",
-        "auth": "basic",
-        "username": username,
-        "password": password,
-        "ca_cert_pem": lab.emu.ca_pem_path.read_text(),
-        **overrides,
-    }
+class Reachable(Protocol):
+    """A lab that hands out connection inputs and addresses of its hosts (RunningLab, the bench's lab)."""
+
+    def connection(self, fqdn: str) -> dict[str, Any]: ...
+
+    def address(self, fqdn: str) -> str: ...
 
 
 def replica_server_inputs(
-    lab: RunningLab, fqdn: str, partner: str, material: Mapping[str, SiteMaterial], **overrides: Any
+    lab: Reachable, fqdn: str, partner: str, material: Mapping[str, SiteMaterial], **overrides: Any
 ) -> dict[str, Any]:
     """ReplicaServer inputs that accept `partner` as primary (the scenario's settings)."""
     own, other = material[fqdn], material[partner]
     return {
-        "connection": connection(lab, fqdn),
+        "connection": lab.connection(fqdn),
         "fqdn": fqdn,
         "certificate": own.certificate,
         "trusted_ca_certs": [own.ca["cert_pem"], other.ca["cert_pem"]],
@@ -277,3 +273,24 @@ def replica_server_inputs(
         "hosts_entries": {partner: lab.address(partner)},
         **overrides,
     }
+
+
+def prepare_pair(
+    server: ProviderServer, lab: Reachable, primary: str, replica: str
+) -> dict[str, SiteMaterial]:
+    """Certificates, then both hosts prepared as replica servers of each other, all through `server`
+    (which also opens its pool to each host)."""
+    material = create_site_material(server, [primary, replica])
+    for fqdn, partner in ((replica, primary), (primary, replica)):
+        server.up(
+            server.urn(SERVER_TYPE, f"server-{fqdn}"),
+            ReplicaServerProvider(),
+            replica_server_inputs(lab, fqdn, partner, material),
+        )
+    return material
+
+
+@pytest.fixture
+def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program run in the test process under mocks polls the initial replication often."""
+    monkeypatch.setattr(replication_relationship, "POLL_INTERVAL_SEC", 0.2)
