@@ -1,8 +1,9 @@
 """Hyper-V Replica primitives over a remoting session: replica-server settings, authorization entries,
 per-VM replication. Typed dataclasses in and out; cmdlets with named parameters only.
 
-Reads are unfiltered and filtered here: a named Get-VMReplication of a VM without replication is a
-terminating error on Windows, and authorization-entry filters matching nothing are errors too.
+Per-VM reads name the VM (`Get-VMReplication -VMName`), so a read costs the same with one VM or five
+hundred on the host. Windows answers a named VM without replication with a terminating "not enabled"
+error, recognised here by its FullyQualifiedErrorId; a VM that does not exist stays a NotFound error.
 """
 
 from __future__ import annotations
@@ -12,13 +13,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hvreplica_provider.remoting import NotFound, Session, Statement, cmd, is_type, prop, text
+from hvreplica_provider.remoting import (
+    InvalidState,
+    NotFound,
+    RemoteError,
+    Session,
+    Statement,
+    cmd,
+    is_type,
+    prop,
+    text,
+)
 
 ANY_PRIMARY = "*"
 DEFAULT_TRUST_GROUP = "DEFAULT"
 SERVER_AUTHENTICATIONS = ("Certificate", "Kerberos", "CertificateAndKerberos")
 VM_AUTHENTICATIONS = ("Certificate", "Kerberos")
 WILDCARD_CHARACTERS = "*?[]"
+# The error id Hyper-V's module uses for "replication is not enabled for virtual machine ..." (the part of the
+# FullyQualifiedErrorId before the command class).
+NOT_ENABLED_ERROR_ID = "VMReplication_NotEnabled"
 
 _SERVER_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationServer"
 _ENTRY_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationAuthorizationEntry"
@@ -192,8 +206,14 @@ def entry_cmds(
 # ---------------------------------------------------------------------------------------- VM replication
 
 
-def replication_read_cmd() -> Statement:
-    return [cmd("Get-VMReplication")]
+def replication_read_cmd(vm_name: str | None = None) -> Statement:
+    """The replication legs of one VM (check refuses names with wildcard characters), or of every VM."""
+    return [cmd("Get-VMReplication", VMName=vm_name)]
+
+
+def is_not_enabled(error: RemoteError) -> bool:
+    """Whether `error` is Hyper-V's "replication is not enabled" for a named VM."""
+    return isinstance(error, InvalidState) and error.fq_error_id.split(",", 1)[0] == NOT_ENABLED_ERROR_ID
 
 
 def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
@@ -238,8 +258,15 @@ def find_replication(infos: Sequence[VMReplicationInfo], vm_name: str, mode: str
     return next((i for i in infos if i.vm_name == vm_name and i.mode == mode), None)
 
 
-def list_replications(session: Session) -> list[VMReplicationInfo]:
-    result = session.run(replication_read_cmd())
+def vm_replications(session: Session, vm_name: str) -> list[VMReplicationInfo]:
+    """The VM's replication legs on this host in one pipeline; empty when replication is not enabled.
+    A VM that does not exist raises NotFound: the caller decides whether that means gone."""
+    try:
+        result = session.run(replication_read_cmd(vm_name))
+    except RemoteError as exc:
+        if is_not_enabled(exc):
+            return []
+        raise
     result.raise_errors()
     return parse_replications(result.output)
 
@@ -319,7 +346,7 @@ def enable_cmds(
                 )
             ]
         )
-    statements.append(replication_read_cmd())
+    statements.append(replication_read_cmd(vm_name))
     return statements
 
 
@@ -330,8 +357,12 @@ def set_replication_cmd(vm_name: str, settings: ReplicationSettings, changed: se
 
 def remove_replication(session: Session, vm_name: str, mode: str) -> list[VMReplicationInfo]:
     """Remove-VMReplication when the VM has its `mode` leg (Primary/Replica) on this host; a VM of the same
-    name replicating some other way is left alone. Returns the legs left on this host."""
-    infos = list_replications(session)
+    name replicating some other way is left alone, and a VM that no longer exists has nothing to remove.
+    Returns the legs left on this host."""
+    try:
+        infos = vm_replications(session, vm_name)
+    except NotFound:
+        return []
     leg = find_replication(infos, vm_name, mode)
     if leg is None:
         return infos

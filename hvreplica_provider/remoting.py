@@ -35,6 +35,8 @@ from pypsrp.serializer import Serializer, TaggedValue
 from pypsrp.wsman import WSMan
 from urllib3.exceptions import NameResolutionError
 
+from hvreplica_provider.resources.base import normalise_ints
+
 TRANSPORTS = ("https", "http")
 AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "basic", "certificate", "credssp")
 DEFAULT_HTTPS_PORT = 5986
@@ -200,6 +202,10 @@ def error_from_transport(exc: BaseException, *, cmdlets: str, host: str) -> Remo
 
 # ------------------------------------------------------------------------------------------ connection
 
+_CONNECTION_INTS = dict.fromkeys(
+    ("port", "operation_timeout_sec", "read_timeout_sec", "max_concurrent_operations"), int
+)
+
 
 @dataclass(frozen=True)
 class HostConnection:
@@ -226,10 +232,7 @@ class HostConnection:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"unknown connection setting(s) {unknown}; known: {sorted(known)}")
-        values: dict[str, Any] = {k: v for k, v in raw.items() if v is not None}
-        for key in ("port", "operation_timeout_sec", "read_timeout_sec", "max_concurrent_operations"):
-            if isinstance(values.get(key), float) and float(values[key]).is_integer():
-                values[key] = int(values[key])
+        values = normalise_ints({k: v for k, v in raw.items() if v is not None}, _CONNECTION_INTS)
         return cls(**values)
 
     @property
@@ -381,6 +384,9 @@ class RetryPolicy:
     deadline_sec: float = 120.0
     initial_backoff_sec: float = 0.25
     max_backoff_sec: float = 8.0
+
+
+DEFAULT_RETRY = RetryPolicy()  # what sessions use unless given their own
 
 
 # ------------------------------------------------------------------------------------------ pool registry
@@ -568,7 +574,7 @@ class Session:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.conn = conn
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_RETRY
         self._registry = registry or REGISTRY
         self._sleep = sleep
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -37,6 +38,8 @@ FIREWALL_HTTPS_RULE = "VIRT-HVRHTTPSL-In-TCP-NoScope"
 FIREWALL_HTTP_RULE = "VIRT-HVRHTTPL-In-TCP-NoScope"
 HOSTS_BEGIN = "# BEGIN hvreplica managed entries (edited by Pulumi; do not change by hand)"
 HOSTS_END = "# END hvreplica managed entries"
+LEDGER_ROOT = r"HKLM:\SOFTWARE\hvreplica"
+_ITEM_NOTES = frozenset(("PSPath", "PSParentPath", "PSChildName", "PSDrive", "PSProvider"))
 
 _CERT_TYPE = "System.Security.Cryptography.X509Certificates.X509Certificate2"
 _FIREWALL_TYPE = "Microsoft.Management.Infrastructure.CimInstance"
@@ -93,10 +96,12 @@ def install_certificates(
     ca_pems: Sequence[str] = (),
     pfx: bytes | None = None,
     pfx_password: str | None = None,
+    first: Sequence[Statement] = (),
 ) -> None:
     """Trust CA certificates (LocalMachine\\Root) and import a PFX into LocalMachine\\My in ONE invocation:
-    upload every file, import each, delete the uploads. The uploads are removed even when an import fails."""
-    statements: list[Statement] = []
+    the `first` statements (ledger records), then upload every file, import each, delete the uploads. The
+    uploads are removed even when an import fails."""
+    statements: list[Statement] = list(first)
     uploads: list[str] = []
     for pem in ca_pems:
         for cert in x509.load_pem_x509_certificates(pem.encode()):
@@ -121,7 +126,7 @@ def install_certificates(
                 )
             ]
         )
-    if not statements:
+    if not uploads:
         return
     removals = [[cmd("Remove-Item", Path=p, Force=True)] for p in uploads]
     try:
@@ -178,6 +183,128 @@ def set_dword_cmds(key: str, name: str, value: int, *, key_exists: bool) -> list
 
 def remove_value_cmd(key: str, name: str) -> Statement:
     return [cmd("Remove-ItemProperty", Path=key, Name=name)]
+
+
+def remove_key_cmd(key: str) -> Statement:
+    return [cmd("Remove-Item", Path=key, Recurse=True, ErrorAction="Stop")]
+
+
+@dataclass(frozen=True)
+class RegistryKeyInfo:
+    """A registry key as Get-Item shows it: the names of its values and how many subkeys it has."""
+
+    value_names: frozenset[str]
+    subkeys: int
+
+
+def key_info_cmd(key: str) -> Statement:
+    return [cmd("Get-Item", Path=key)]  # an absent key is NotFound
+
+
+def parse_key_info(objects: Sequence[Any], key: str) -> RegistryKeyInfo | None:
+    for o in registry_objects(objects, key):
+        if prop(o, "SubKeyCount") is not None:
+            names = prop(o, "Property") or []
+            return RegistryKeyInfo(frozenset(map(text, names)), int(prop(o, "SubKeyCount")))
+    return None
+
+
+def registry_objects(objects: Sequence[Any], key: str) -> list[Any]:
+    """The Get-Item/Get-ItemProperty results that belong to `key` itself (an HKLM: path)."""
+    tail = "\\" + key.split(":\\", 1)[1].lower()
+    return [
+        o
+        for o in objects
+        if text(prop(o, "PSPath")).lower().endswith(tail) or text(prop(o, "Name")).lower().endswith(tail)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- ledger
+
+
+@dataclass
+class LedgerState:
+    """An ownership ledger as read from the host: registry String values in a key under LEDGER_ROOT, one
+    per thing hvreplica changed, so that a re-run after a failure half-way finds its own earlier changes."""
+
+    key: str
+    exists: bool = False
+    values: dict[str, str] = field(default_factory=dict)
+    root_has_others: bool = True  # LEDGER_ROOT holds more than this ledger (or could not be read)
+
+
+def ledger_key(resource: str) -> str:
+    return f"{LEDGER_ROOT}\\{resource}"
+
+
+def ledger_read_cmds(key: str) -> list[Statement]:
+    # Get-Item tells whether the keys exist and what else the root holds; Get-ItemProperty gives the data.
+    # Both report an absent key as NotFound.
+    return [[cmd("Get-Item", Path=[LEDGER_ROOT, key])], registry_values_cmd(key)]
+
+
+def parse_ledger(objects: Sequence[Any], key: str) -> LedgerState:
+    state = LedgerState(key)
+    for o in registry_objects(objects, key):
+        if prop(o, "SubKeyCount") is not None:
+            state.exists = True
+        else:
+            props = {
+                **(getattr(o, "adapted_properties", None) or {}),
+                **(getattr(o, "extended_properties", None) or {}),
+            }
+            state.values = {name: text(value) for name, value in props.items() if name not in _ITEM_NOTES}
+    root = registry_objects(objects, LEDGER_ROOT)
+    if root:
+        subkeys, values = int(prop(root[0], "SubKeyCount") or 0), int(prop(root[0], "ValueCount") or 0)
+        state.root_has_others = values > 0 or subkeys > (1 if state.exists else 0)
+    return state
+
+
+def ledger_value_name(kind: str, item: str) -> str:
+    """A value name for one owned item, free of wildcard characters (Remove-ItemProperty -Name expands
+    them): `*.contoso.com` becomes `%2A.contoso.com`."""
+    return f"{kind}.{quote(item, safe='.-_')}"
+
+
+def ledger_change_cmds(
+    key: str, old: Mapping[str, str], new: Mapping[str, str]
+) -> tuple[list[Statement], list[Statement]]:
+    """(records to write BEFORE the changes they describe, records to drop AFTER them) for one invocation.
+    Creating the keys is silent when they exist, so a replayed invocation does not fail on them."""
+    writes: list[Statement] = [
+        [
+            cmd(
+                "New-ItemProperty",
+                Path=key,
+                Name=name,
+                PropertyType="String",
+                Value=data,
+                Force=True,
+                ErrorAction="Stop",
+            )
+        ]
+        for name, data in sorted(new.items())
+        if old.get(name) != data
+    ]
+    if writes:
+        writes = [
+            [cmd("New-Item", Path=LEDGER_ROOT, ErrorAction="SilentlyContinue")],
+            [cmd("New-Item", Path=key, ErrorAction="SilentlyContinue")],
+            *writes,
+        ]
+    drops = [
+        [cmd("Remove-ItemProperty", Path=key, Name=name, ErrorAction="SilentlyContinue")]
+        for name in sorted(set(old) - set(new))
+    ]
+    return writes, drops
+
+
+def ledger_remove_cmds(state: LedgerState) -> list[Statement]:
+    """Remove the ledger (last, once everything it records is undone) and the root key when it is empty."""
+    if not state.exists:
+        return []
+    return [remove_key_cmd(LEDGER_ROOT if not state.root_has_others else state.key)]
 
 
 # -------------------------------------------------------------------------------------------- firewall

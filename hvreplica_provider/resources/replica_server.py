@@ -3,7 +3,10 @@
 Create and update reconcile the host towards the inputs in a fixed order (trusted CAs, the host
 certificate, the revocation-check registry value, the listener firewall rule, the managed hosts-file
 block, Set-VMReplicationServer, authorization entries), touching only what differs. What this resource
-changed is recorded in the `managed` output so that delete undoes exactly that and nothing else.
+changed is recorded on the host itself, in an ownership ledger (registry values under
+HKLM:\\SOFTWARE\\hvreplica\\ReplicaServer) written in the same invocation as each change and before it,
+and mirrored in the `managed` output. A re-run after a failure half-way adopts what the failed attempt
+did, and delete undoes exactly that and nothing else, then clears the ledger.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import base64
 import binascii
 import copy
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -85,7 +89,17 @@ RULES_BY_AUTH = {
     "Kerberos": (win.FIREWALL_HTTP_RULE,),
     "CertificateAndKerberos": (win.FIREWALL_HTTPS_RULE, win.FIREWALL_HTTP_RULE),
 }
-_REGISTRY_PATH_MARK = "Registry::"
+LEDGER = win.ledger_key("ReplicaServer")
+# Ledger value kinds for the items this resource owns, and the Managed lists they fill.
+_LEDGER_LISTS = {
+    "RootCertificate": "ca_thumbprints",
+    "HostCertificate": "certificate_thumbprints",
+    "FirewallRule": "firewall_rules",
+    "AuthorizationEntry": "entries",
+}
+_LEDGER_REVOCATION_PRIOR = "RevocationValuePrior"
+_LEDGER_SERVER_PRIOR = "ServerPrior"
+_LEDGER_KEY_CREATED = "ReplicationKeyCreated"
 
 
 # ------------------------------------------------------------------------------------------ host state
@@ -97,13 +111,14 @@ class HostState:
 
     my: list[win.StoreCertificate]
     root: list[win.StoreCertificate]
-    replication_key_exists: bool
+    replication_key: win.RegistryKeyInfo | None
     revocation_value: int | None
     firewall: dict[str, win.FirewallRule]
     hosts_lines: list[str]
     server: hv.ReplicationServerSettings
     entries: list[hv.AuthorizationEntry]
     replications: list[hv.VMReplicationInfo]
+    ledger: win.LedgerState
 
     def thumbprints(self, store: str) -> set[str]:
         return {c.thumbprint for c in (self.my if store == win.MY_STORE else self.root)}
@@ -111,7 +126,7 @@ class HostState:
 
 def read_host(session: Session) -> HostState:
     result = session.run(
-        [cmd("Test-Path", Path=win.REPLICATION_KEY)],
+        win.key_info_cmd(win.REPLICATION_KEY),
         win.list_certificates_cmd(win.MY_STORE),
         win.list_certificates_cmd(win.ROOT_STORE),
         win.registry_values_cmd(win.REPLICATION_KEY),
@@ -119,8 +134,9 @@ def read_host(session: Session) -> HostState:
         win.hosts_read_cmd(),
         *hv.server_read_cmds(),
         hv.replication_read_cmd(),
+        *win.ledger_read_cmds(LEDGER),
     )
-    # Absent registry key or firewall rule: no object comes back, which is what "absent" means here.
+    # Absent registry key, ledger or firewall rule: no object comes back, which is what "absent" means here.
     # Every other error (access denied, ...) is raised.
     result.raise_errors(allow=(NotFound,))
     out = result.output
@@ -132,17 +148,18 @@ def read_host(session: Session) -> HostState:
             cmdlet="Get-VMReplicationServer",
             host=session.host,
         )
-    registry = [o for o in out if _REGISTRY_PATH_MARK in text(prop(o, "PSPath"))]
+    registry = win.registry_objects(out, win.REPLICATION_KEY)
     return HostState(
         my=win.parse_certificates([c for c in certs if _store_of(c) == "my"]),
         root=win.parse_certificates([c for c in certs if _store_of(c) == "root"]),
-        replication_key_exists=next((o for o in out if isinstance(o, bool)), False),
+        replication_key=win.parse_key_info(out, win.REPLICATION_KEY),
         revocation_value=win.parse_dword(registry, win.REVOCATION_VALUE),
         firewall=win.parse_firewall_rules(out),
         hosts_lines=win.hosts_lines(out),
         server=server,
         entries=hv.parse_entries(out),
         replications=hv.parse_replications(out),
+        ledger=win.parse_ledger(out, LEDGER),
     )
 
 
@@ -242,6 +259,7 @@ class Managed:
     certificate_thumbprints: list[str] = field(default_factory=list)
     revocation_value_set: bool = False
     revocation_value_prior: int | None = None
+    replication_key_created: bool = False  # the Virtualization\Replication key did not exist before
     firewall_rules: list[str] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)
     server_prior: dict[str, Any] | None = None
@@ -253,6 +271,57 @@ class Managed:
         ports = {"certificate_port": int, "kerberos_port": int}
         return cls(**normalise_ints(known, {"revocation_value_prior": int, "server_prior": ports}))
 
+    @classmethod
+    def from_ledger(cls, values: Mapping[str, str]) -> Managed:
+        """From the host's ledger (see `to_ledger`)."""
+        managed = cls()
+        for name, data in values.items():
+            attr = _LEDGER_LISTS.get(name.split(".", 1)[0])
+            if attr is not None:
+                _append_new(getattr(managed, attr), data)
+        try:
+            if _LEDGER_REVOCATION_PRIOR in values:
+                managed.revocation_value_set = True
+                managed.revocation_value_prior = json.loads(values[_LEDGER_REVOCATION_PRIOR])
+            if _LEDGER_SERVER_PRIOR in values:
+                managed.server_prior = json.loads(values[_LEDGER_SERVER_PRIOR])
+            managed.replication_key_created = _LEDGER_KEY_CREATED in values
+        except ValueError:
+            raise ValueError(
+                f"the hvreplica ledger {LEDGER} on the host holds a value that is not valid JSON; "
+                "it was edited by hand: restore it, or remove the key to let hvreplica forget what it changed"
+            ) from None
+        return managed
+
+    def to_ledger(self) -> dict[str, str]:
+        """Registry String values, one per owned item (the value name says what, the data is the item), plus
+        the prior revocation value and replica-server settings as JSON."""
+        values = {
+            win.ledger_value_name(kind, item): item
+            for kind, attr in _LEDGER_LISTS.items()
+            for item in getattr(self, attr)
+        }
+        if self.revocation_value_set:
+            values[_LEDGER_REVOCATION_PRIOR] = json.dumps(self.revocation_value_prior)
+        if self.server_prior is not None:
+            values[_LEDGER_SERVER_PRIOR] = json.dumps(self.server_prior, sort_keys=True)
+        if self.replication_key_created:
+            values[_LEDGER_KEY_CREATED] = "true"
+        return values
+
+    def merged(self, host: Managed) -> Managed:
+        """These records (from stored outputs) together with the host's ledger; the host's priors win."""
+        out = copy.deepcopy(self)
+        for attr in _LEDGER_LISTS.values():
+            for item in getattr(host, attr):
+                _append_new(getattr(out, attr), item)
+        if host.revocation_value_set:
+            out.revocation_value_set, out.revocation_value_prior = True, host.revocation_value_prior
+        if host.server_prior is not None:
+            out.server_prior = host.server_prior
+        out.replication_key_created = self.replication_key_created or host.replication_key_created
+        return out
+
 
 def _append_new(items: list[str], value: str) -> None:
     if value not in items:
@@ -263,13 +332,15 @@ def _append_new(items: list[str], value: str) -> None:
 
 
 def reconcile(session: Session, desired: Desired, state: HostState, managed: Managed) -> None:
-    """Bring the host to `desired`, touching only what differs; record changes in `managed`."""
+    """Bring the host to `desired`, touching only what differs; record changes in `managed` and, in the same
+    invocations and ahead of the changes, in the host's ledger."""
     _install_certificates(session, desired, state, managed)
     statements = settings_statements(desired, state, managed)
     if not statements:
         return
+    writes, drops = win.ledger_change_cmds(LEDGER, state.ledger.values, managed.to_ledger())
     try:
-        session.run(*statements).raise_errors()
+        session.run(*writes, *statements, *drops).raise_errors()
     except RemoteError:
         # A retried invocation whose first reply was lost re-runs statements that already took effect
         # (New-Item on the key it created, ...). Settled when the host now needs nothing more.
@@ -299,17 +370,20 @@ def _install_certificates(session: Session, desired: Desired, state: HostState, 
     )
     if not missing_cas and not need_pfx:
         return
-    win.install_certificates(
-        session,
-        ca_pems=missing_cas,
-        pfx=desired.certificate_pfx if need_pfx else None,
-        pfx_password=desired.certificate_password,
-    )
     for thumb in ca_thumbprints(missing_cas):
         if thumb not in root:
             _append_new(managed.ca_thumbprints, thumb)
     if need_pfx:
         _append_new(managed.certificate_thumbprints, desired.certificate_thumbprint)
+    writes, _ = win.ledger_change_cmds(LEDGER, state.ledger.values, managed.to_ledger())
+    win.install_certificates(
+        session,
+        ca_pems=missing_cas,
+        pfx=desired.certificate_pfx if need_pfx else None,
+        pfx_password=desired.certificate_password,
+        first=writes,
+    )
+    state.ledger.values = managed.to_ledger()  # what the host's ledger now holds
 
 
 def _registry_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
@@ -321,8 +395,10 @@ def _registry_statements(desired: Desired, state: HostState, managed: Managed) -
         managed.revocation_value_set, managed.revocation_value_prior = True, current
     if wanted == 0 and managed.revocation_value_prior is None:
         return [win.remove_value_cmd(win.REPLICATION_KEY, win.REVOCATION_VALUE)]
+    if state.replication_key is None:
+        managed.replication_key_created = True
     return win.set_dword_cmds(
-        win.REPLICATION_KEY, win.REVOCATION_VALUE, wanted, key_exists=state.replication_key_exists
+        win.REPLICATION_KEY, win.REVOCATION_VALUE, wanted, key_exists=state.replication_key is not None
     )
 
 
@@ -399,25 +475,52 @@ def undo(session: Session, state: HostState, managed: Managed) -> None:
     cleaned_hosts = win.render_hosts(state.hosts_lines, {})
     if cleaned_hosts != state.hosts_lines:
         statements.append(win.hosts_write_cmd(cleaned_hosts))
-    if managed.revocation_value_set and state.revocation_value != managed.revocation_value_prior:
-        if managed.revocation_value_prior is None:
-            statements.append(win.remove_value_cmd(win.REPLICATION_KEY, win.REVOCATION_VALUE))
-        else:
-            statements += win.set_dword_cmds(
-                win.REPLICATION_KEY, win.REVOCATION_VALUE, managed.revocation_value_prior, key_exists=True
-            )
-    still_replicating = bool(state.replications)
-    my = state.thumbprints(win.MY_STORE)
+    statements += _registry_undo(state, managed)
+    # What stays ours: a certificate a VM replication still authenticates with, and while any replication
+    # is left, the CAs (one may verify that replication's partner).
+    kept = Managed()
+    in_use = {r.settings.certificate_thumbprint for r in state.replications}
+    my, root = state.thumbprints(win.MY_STORE), state.thumbprints(win.ROOT_STORE)
     for thumb in managed.certificate_thumbprints:
-        if thumb in my and not any(r.settings.certificate_thumbprint == thumb for r in state.replications):
+        if thumb in in_use:
+            kept.certificate_thumbprints.append(thumb)
+        elif thumb in my:
             statements.append(win.remove_certificate_cmd(win.MY_STORE, thumb))
-    if not still_replicating:  # a CA may still verify a partner of a live replication: keep it then
-        root = state.thumbprints(win.ROOT_STORE)
-        statements += [
-            win.remove_certificate_cmd(win.ROOT_STORE, t) for t in managed.ca_thumbprints if t in root
-        ]
+    for thumb in managed.ca_thumbprints:
+        if state.replications:
+            kept.ca_thumbprints.append(thumb)
+        elif thumb in root:
+            statements.append(win.remove_certificate_cmd(win.ROOT_STORE, thumb))
+    # The ledger changes last: when an undo step fails, the next delete still finds everything that is ours.
+    remaining = kept.to_ledger()
+    if remaining:
+        writes, drops = win.ledger_change_cmds(LEDGER, state.ledger.values, remaining)
+        statements += [*writes, *drops]
+    else:
+        statements += win.ledger_remove_cmds(state.ledger)
     if statements:
         session.run(*statements).raise_errors()
+
+
+def _registry_undo(state: HostState, managed: Managed) -> list[Statement]:
+    key = state.replication_key
+    if key is None or not managed.revocation_value_set:
+        return []
+    if (
+        managed.replication_key_created
+        and key.subkeys == 0
+        and key.value_names <= {win.REVOCATION_VALUE}
+        and managed.revocation_value_prior is None
+    ):
+        # The key exists only because of us and holds nothing else: it goes as a whole.
+        return [win.remove_key_cmd(win.REPLICATION_KEY)]
+    if state.revocation_value == managed.revocation_value_prior:
+        return []
+    if managed.revocation_value_prior is None:
+        return [win.remove_value_cmd(win.REPLICATION_KEY, win.REVOCATION_VALUE)]
+    return win.set_dword_cmds(
+        win.REPLICATION_KEY, win.REVOCATION_VALUE, managed.revocation_value_prior, key_exists=True
+    )
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -561,8 +664,10 @@ class ReplicaServerProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = user_properties(props)
         session = _session(inputs)
-        managed = Managed()
-        reconcile(session, desired_from(inputs), read_host(session), managed)
+        state = read_host(session)
+        # A re-run after a create that failed half-way adopts what that attempt recorded on the host.
+        managed = Managed.from_ledger(state.ledger.values)
+        reconcile(session, desired_from(inputs), state, managed)
         outputs = observed(inputs, read_host(session), managed)
         return CreateResult(f"{_identity(inputs['connection'])[0]}/replica-server", outputs)
 
@@ -570,25 +675,27 @@ class ReplicaServerProvider(ResourceProvider):
         outputs = user_properties(props)
         if "connection" not in outputs:
             raise ValueError(f"ReplicaServer {id_!r}: import is not supported; declare it and run pulumi up")
-        managed = Managed.from_output(outputs.get("managed"))
         inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_KEYS}
-        fresh = observed(inputs, read_host(_session(inputs)), managed)
+        state = read_host(_session(inputs))
+        fresh = observed(inputs, state, _managed(outputs, state))
         return ReadResult(id_, fresh, {k: v for k, v in fresh.items() if k not in COMPUTED_KEYS})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = user_properties(news)
-        managed = Managed.from_output(olds.get("managed"))
         if _comparable(olds) == _comparable(inputs):
             # Only provider-side settings (credentials, fqdn, partner CAs) changed: no host is touched.
             return UpdateResult({**inputs, **{k: olds.get(k) for k in COMPUTED_KEYS}})
         session = _session(inputs)
-        reconcile(session, desired_from(inputs), read_host(session), managed)
+        state = read_host(session)
+        managed = _managed(olds, state)
+        reconcile(session, desired_from(inputs), state, managed)
         return UpdateResult(observed(inputs, read_host(session), managed))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         outputs = user_properties(props)
         session = _session(outputs)
-        undo(session, read_host(session), Managed.from_output(outputs.get("managed")))
+        state = read_host(session)
+        undo(session, state, _managed(outputs, state))
 
 
 def _warn_custom_ports(auth: str | None, cert_port: int | None, kerb_port: int | None) -> None:
@@ -607,6 +714,11 @@ def _warn_custom_ports(auth: str | None, cert_port: int | None, kerb_port: int |
             f"ReplicaServer: open_firewall enables the stock Hyper-V Replica rules (TCP 443/80); "
             f"{' and '.join(custom)} may need an inbound firewall rule of its own"
         )
+
+
+def _managed(outputs: Mapping[str, Any], state: HostState) -> Managed:
+    """What this resource owns: the stored record together with the host's ledger."""
+    return Managed.from_output(outputs.get("managed")).merged(Managed.from_ledger(state.ledger.values))
 
 
 def _session(inputs: Mapping[str, Any]) -> Session:

@@ -1,7 +1,7 @@
 """ReplicationRelationship: one VM replicated from a primary host to a replica server.
 
 Create runs Enable-VMReplication, the initial replication and a read-back in ONE invocation on the
-primary; read is one unfiltered Get-VMReplication. Settings Set-VMReplication can change update in
+primary; read is one Get-VMReplication of the VM by name. Settings Set-VMReplication can change update in
 place; the VM, the replica server name and the excluded disks replace.
 """
 
@@ -29,6 +29,7 @@ from hvreplica_provider import hyperv as hv
 from hvreplica_provider.remoting import (
     HostConnection,
     InvalidState,
+    NotFound,
     RemoteError,
     Session,
     connection_dict,
@@ -208,9 +209,20 @@ class ReplicationRelationshipProvider(ResourceProvider):
         if "primary" not in outputs:
             raise ValueError(f"ReplicationRelationship {id_!r}: import is not supported; declare it instead")
         inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_KEYS}
-        info = hv.find_replication(
-            hv.list_replications(_session(inputs, "primary")), inputs["vm_name"], "Primary"
-        )
+        vm, session = inputs["vm_name"], _session(inputs, "primary")
+        try:
+            info = hv.find_replication(hv.vm_replications(session, vm), vm, "Primary")
+        except NotFound as missing:
+            # Not "gone": the connection may point at the wrong host; say what to do, keep the state.
+            raise NotFound(
+                f"VM {vm!r} does not exist on {session.host}; if it was deleted, remove this "
+                "ReplicationRelationship from the program (its delete succeeds), "
+                "otherwise check primary.host",
+                cmdlet=missing.cmdlet,
+                fq_error_id=missing.fq_error_id,
+                category=missing.category,
+                host=session.host,
+            ) from None
         if info is None:
             return ReadResult("", {})
         fresh = observed(inputs, info)
@@ -225,7 +237,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
         session = _session(inputs, "primary")
         vm = inputs["vm_name"]
         result = session.run(
-            hv.set_replication_cmd(vm, settings_from(inputs), changed), hv.replication_read_cmd()
+            hv.set_replication_cmd(vm, settings_from(inputs), changed), hv.replication_read_cmd(vm)
         )
         result.raise_errors()
         return UpdateResult(
@@ -248,10 +260,10 @@ def _adopt(
 ) -> list[hv.VMReplicationInfo]:
     """The VM's primary leg when the refused enable found it already replicating to our replica."""
     vm = inputs["vm_name"]
-    infos = hv.list_replications(session)
+    infos = hv.vm_replications(session, vm)
     leg = hv.find_replication(infos, vm, "Primary")
     if leg is None:
-        raise refused
+        raise _explained(inputs, refused)
     if leg.settings.replica_server_fqdn.lower() != inputs["replica_server_fqdn"].lower():
         raise InvalidState(
             f"VM {vm!r} already replicates to {leg.settings.replica_server_fqdn}; remove that replication "
@@ -265,6 +277,26 @@ def _adopt(
         result.raise_errors()
         infos = hv.parse_replications(result.output)
     return infos
+
+
+def _explained(inputs: Mapping[str, Any], refused: InvalidState) -> InvalidState:
+    """The refusal, with the likely cause when the replica host holds a VM of that name without replication:
+    a replica VM kept by an earlier delete (a replace deletes first) blocks enabling afresh."""
+    vm, replica = inputs["vm_name"], _session(inputs, "replica")
+    try:
+        if hv.vm_replications(replica, vm):
+            return refused
+    except RemoteError:  # no such VM there, or the replica cannot say: the refusal stands as it is
+        return refused
+    return InvalidState(
+        f"{refused.remote_message}; {replica.host} still holds VM {vm!r} without replication, probably kept "
+        "by an earlier delete of this relationship (a replace deletes first): remove it there (Remove-VM) "
+        "to replicate afresh, or set delete_replica_vm_on_destroy before a change that replaces",
+        cmdlet=refused.cmdlet,
+        fq_error_id=refused.fq_error_id,
+        category=refused.category,
+        host=refused.host,
+    )
 
 
 def _primary_leg(infos: Sequence[hv.VMReplicationInfo], vm: str, host: str) -> hv.VMReplicationInfo:
@@ -308,7 +340,7 @@ def wait_until_replicating(
                 host=session.host,
             )
         sleep(poll_sec)
-        info = _primary_leg(hv.list_replications(session), info.vm_name, session.host)
+        info = _primary_leg(hv.vm_replications(session, info.vm_name), info.vm_name, session.host)
     print(f"{label}: Replicating, health {info.health}", flush=True)
     return info
 

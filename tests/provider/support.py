@@ -27,6 +27,25 @@ from tests.support.hvsim_env import (
     wsman_kwargs,
 )
 
+# Host paths, spelled out here rather than taken from the provider's modules: the tests check the host on
+# their own terms.
+MY, ROOT = "Cert:\\LocalMachine\\My", "Cert:\\LocalMachine\\Root"
+REPLICATION_KEY = "HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Virtualization\\Replication"
+LEDGER_ROOT = "HKLM:\\SOFTWARE\\hvreplica"
+LEDGER = LEDGER_ROOT + "\\ReplicaServer"
+HOSTS = "C:\\Windows\\System32\\drivers\\etc\\hosts"
+UPLOADS = "C:\\Windows\\Temp"
+REPLICA_RULES = ("VIRT-HVRHTTPSL-In-TCP-NoScope", "VIRT-HVRHTTPL-In-TCP-NoScope")
+SERVER_PROPERTIES = (
+    "ReplicationEnabled",
+    "AllowedAuthenticationType",
+    "CertificateThumbprint",
+    "CertificateAuthenticationPort",
+    "KerberosAuthenticationPort",
+    "ReplicationAllowedFromAnyServer",
+    "DefaultStorageLocation",
+)
+
 PRIMARY = "host1.contoso.com"
 REPLICA = "host2.fabrikam.com"
 PFX_PASSWORD = "Pfx-Pa$$-9"
@@ -101,6 +120,49 @@ class Lab:
     def counters(self, fqdn: str) -> dict[str, int]:
         return self.emu.counters(fqdn)
 
+    def snapshot(self, fqdn: str) -> dict[str, Any]:
+        """Everything a ReplicaServer may touch on the host, read with plain pypsrp over one fresh pool:
+        certificate stores, the replication registry key, the hvreplica ledger, the replication firewall
+        rules, the hosts file, the replica server settings, authorization entries and leftover uploads."""
+        with WSMan(**wsman_kwargs(self.emu, fqdn)) as wsman, RunspacePool(wsman) as pool:
+
+            def run(cmdlet: str, **params: Any) -> list[Any]:
+                ps = PowerShell(pool)
+                ps.add_cmdlet(cmdlet)
+                for name, value in params.items():
+                    ps.add_parameter(name, value)
+                return ps.invoke()  # an absent key or rule gives no output (and an error record)
+
+            def values(key: str) -> dict[str, str] | None:
+                found = run("Get-ItemProperty", Path=key)
+                return registry_values(found) if found else None
+
+            server = run("Get-VMReplicationServer")[0]
+            return {
+                "my": sorted(str(prop(c, "Thumbprint")) for c in run("Get-ChildItem", Path=MY)),
+                "root": sorted(str(prop(c, "Thumbprint")) for c in run("Get-ChildItem", Path=ROOT)),
+                "replication_key": values(REPLICATION_KEY),
+                "ledger_root": run("Test-Path", Path=LEDGER_ROOT)[0],
+                "firewall": {
+                    str(prop(r, "Name")): str(r.extended_properties["Enabled"])
+                    for r in run("Get-NetFirewallRule", Name=list(REPLICA_RULES))
+                },
+                "hosts": [
+                    line if isinstance(line, str) else str(line.property_sets[0] or "")
+                    for line in run("Get-Content", Path=HOSTS)
+                ],
+                "server": {name: str(prop(server, name)) for name in SERVER_PROPERTIES},
+                "entries": sorted(
+                    (str(prop(e, "AllowedPrimaryServer")), str(prop(e, "ReplicaStorageLocation")))
+                    for e in run("Get-VMReplicationAuthorizationEntry")
+                ),
+                "uploads": [str(f) for f in run("Get-ChildItem", Path=UPLOADS) if "hvreplica" in str(f)],
+            }
+
+    def ledger(self, fqdn: str) -> dict[str, str]:
+        """The ReplicaServer ownership ledger's values on the host (empty when there is none)."""
+        return registry_values(self.run(fqdn, "Get-ItemProperty", Path=LEDGER))  # nothing when absent
+
 
 @contextlib.contextmanager
 def two_site_lab(
@@ -171,6 +233,12 @@ def relationship_inputs(lab: Lab, vm: str, **overrides: Any) -> dict[str, Any]:
     result = ReplicationRelationshipProvider().check({}, inputs)
     assert [f.reason for f in result.failures] == []
     return result.inputs
+
+
+def registry_values(found: list[Any]) -> dict[str, str]:
+    """A key's values from Get-ItemProperty output (without its PS* notes); empty when nothing came back."""
+    props = found[0].adapted_properties | found[0].extended_properties if found else {}
+    return {k: str(v) for k, v in props.items() if not k.startswith("PS")}
 
 
 def prop(obj: Any, name: str) -> Any:

@@ -3,14 +3,22 @@ with verification on), both prepared by ReplicaServer. Results are checked with 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from hvreplica_provider import clock, pki
-from hvreplica_provider.remoting import REGISTRY, Authentication, InvalidState, RemoteError
+from hvreplica_provider import clock, pki, remoting
+from hvreplica_provider.remoting import (
+    REGISTRY,
+    Authentication,
+    InvalidState,
+    RemoteError,
+    RetryPolicy,
+    Transient,
+)
 from hvreplica_provider.resources import replication_relationship as rr
 from hvreplica_provider.resources.replica_server import ReplicaServerProvider
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
@@ -27,7 +35,7 @@ from tests.provider.support import (
 )
 
 ODD_VM = "it's $web; 01"
-VMS = ("web01", ODD_VM, "db01", "app01", "file01", "mail01", "sql01", "exp01", "sch01")
+VMS = ("web01", ODD_VM, "db01", "app01", "file01", "mail01", "sql01", "exp01", "sch01", "rep01", "drop01")
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +168,40 @@ def test_connection_dropped_mid_create_converges(lab: Lab) -> None:
 
 
 @pytest.mark.usefixtures("sites")
+def test_create_dropped_at_each_request_then_rerun_converges(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No retries: the connection to the primary is dropped at request 1, 2, ... of a create; each time a
+    plain re-run converges to one replication in the right place, and delete leaves no leg behind."""
+    monkeypatch.setattr(remoting, "DEFAULT_RETRY", RetryPolicy(deadline_sec=0.0))
+    provider = ReplicationRelationshipProvider()
+    inputs = relationship(lab, "drop01", delete_replica_vm_on_destroy=True)
+    failures = 0
+    for n in itertools.count(1):
+        requests_before = lab.counters(PRIMARY)["http_requests"]
+        lab.emu.inject_fault(PRIMARY, "drop-nth", n)
+        try:
+            created = provider.create(inputs)
+        except Transient:
+            failures += 1
+            created = provider.create(inputs)  # the re-run
+        finally:
+            lab.emu.clear_faults(PRIMARY)
+        complete = lab.counters(PRIMARY)["http_requests"] - requests_before < n  # the drop never came
+        primary, replica = legs(lab, PRIMARY)["drop01"], legs(lab, REPLICA)["drop01"]
+        assert str(prop(primary, "ReplicaServerName")) == REPLICA
+        assert str(prop(primary, "ReplicationState")) != "ReadyForInitialReplication"  # the copy started
+        assert str(prop(replica, "ReplicationMode")) == "Replica"
+        assert created.outs["mode"] == "Primary"
+        provider.delete(created.id, created.outs)
+        assert "drop01" not in legs(lab, PRIMARY) and "drop01" not in legs(lab, REPLICA)
+        if complete:
+            break  # every request of a create has been dropped once
+    print(f"relationship create: {n - 1} requests on the primary, {failures} drops failed it")
+    assert failures >= 2
+
+
+@pytest.mark.usefixtures("sites")
 def test_missing_vm_and_wrong_password_are_clear(lab: Lab) -> None:
     provider = ReplicationRelationshipProvider()
     with pytest.raises(RemoteError) as missing:
@@ -183,6 +225,25 @@ def test_vm_already_replicating_elsewhere_is_refused_clearly(lab: Lab) -> None:
         assert str(prop(legs(lab, PRIMARY)["web01"], "ReplicaServerName")) == REPLICA  # untouched
     finally:
         provider.delete(created.id, created.outs)
+
+
+@pytest.mark.usefixtures("sites")
+def test_a_kept_replica_vm_blocking_a_new_create_is_explained(lab: Lab) -> None:
+    """Delete keeps the replica VM by default (so does the delete half of a replace); Hyper-V then refuses to
+    enable that VM's replication afresh. The error says why and what to do; then the re-run converges."""
+    provider = ReplicationRelationshipProvider()
+    inputs = relationship(lab, "rep01", initial_replication="none")
+    created = provider.create(inputs)
+    provider.delete(created.id, created.outs)
+    with pytest.raises(InvalidState) as caught:
+        provider.create(inputs)
+    assert f"{lab.addresses[REPLICA]} still holds VM 'rep01'" in str(caught.value)
+    assert "Remove-VM" in str(caught.value) and "delete_replica_vm_on_destroy" in str(caught.value)
+    assert "rep01" not in legs(lab, PRIMARY)
+    lab.run(REPLICA, "Remove-VM", Name="rep01", Force=True)
+    again = provider.create(inputs)
+    assert again.outs["mode"] == "Primary"
+    provider.delete(again.id, again.outs)
 
 
 @pytest.mark.usefixtures("sites")

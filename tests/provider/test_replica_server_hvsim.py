@@ -60,11 +60,8 @@ def thumbprints(lab: Lab, fqdn: str, store: str) -> set[str]:
 
 
 def revocation_value(lab: Lab, fqdn: str) -> int | None:
-    try:
-        [item] = lab.run(fqdn, "Get-ItemProperty", Path=win.REPLICATION_KEY)
-    except AssertionError:  # the key does not exist
-        return None
-    value = prop(item, win.REVOCATION_VALUE)
+    found = lab.run(fqdn, "Get-ItemProperty", Path=win.REPLICATION_KEY)  # nothing when the key is absent
+    value = prop(found[0], win.REVOCATION_VALUE) if found else None
     return None if value is None else int(value)
 
 
