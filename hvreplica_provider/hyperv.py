@@ -356,18 +356,21 @@ def set_replication_cmd(vm_name: str, settings: ReplicationSettings, changed: se
 
 
 def remove_replication(session: Session, vm_name: str, mode: str) -> list[VMReplicationInfo]:
-    """Remove-VMReplication when the VM has its `mode` leg (Primary/Replica) on this host; a VM of the same
-    name replicating some other way is left alone, and a VM that no longer exists has nothing to remove.
-    Returns the legs left on this host."""
+    """Remove the VM's `mode` leg (Primary/Replica) on this host in one invocation: the legs are listed, then
+    only the one in `mode` is piped to Remove-VMReplication, so a VM of the same name replicating some other
+    way is left alone. Returns the legs left on this host; a VM without replication, or one that no longer
+    exists, has nothing to remove."""
+    listing = replication_read_cmd(vm_name)
+    removal = [cmd("Get-VMReplication", VMName=vm_name, ReplicationMode=mode), cmd("Remove-VMReplication")]
     try:
-        infos = vm_replications(session, vm_name)
-    except NotFound:
-        return []
-    leg = find_replication(infos, vm_name, mode)
-    if leg is None:
-        return infos
-    session.run([cmd("Remove-VMReplication", VMName=vm_name, ErrorAction="Stop")]).raise_errors()
-    return [i for i in infos if i is not leg]
+        result = session.run(listing, removal)
+    except RemoteError as exc:
+        if is_not_enabled(exc):
+            return []
+        raise
+    result.raise_errors(allow=(NotFound,))
+    infos = parse_replications(result.output)
+    return [i for i in infos if not (i.vm_name == vm_name and i.mode == mode)]
 
 
 def remove_vm(session: Session, vm_name: str) -> None:

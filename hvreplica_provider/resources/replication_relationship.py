@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -247,9 +248,12 @@ class ReplicationRelationshipProvider(ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         outputs = user_properties(props)
         vm = outputs["vm_name"]
-        hv.remove_replication(_session(outputs, "primary"), vm, "Primary")
-        replica = _session(outputs, "replica")
-        remaining = hv.remove_replication(replica, vm, "Replica")
+        primary, replica = _session(outputs, "primary"), _session(outputs, "replica")
+        # Remove-VMReplication affects only the host it runs on, so both legs go at once.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            primary_removed = background.submit(hv.remove_replication, primary, vm, "Primary")
+            remaining = hv.remove_replication(replica, vm, "Replica")
+            primary_removed.result()
         # The replica VM goes only on request, and only once no replication of that name is left there.
         if outputs.get("delete_replica_vm_on_destroy") and not any(i.vm_name == vm for i in remaining):
             hv.remove_vm(replica, vm)

@@ -19,8 +19,10 @@ from hvsim.cmdlets.base import (
     CmdletContext,
     CmdletFunction,
     Param,
+    array_of,
     cmdlet,
     enum_type,
+    object_type,
 )
 from hvsim.cmdlets.errors import TerminatingError
 from hvsim.cmdlets.hyperv_common import (
@@ -44,6 +46,7 @@ from hvsim.cmdlets.hyperv_common import (
     wildcard_match,
 )
 from hvsim.cmdlets.hyperv_objects import (
+    VM_REPLICATION_TN,
     ReplicationAuthenticationType,
     VMReplicationHealthState,
     VMReplicationMode,
@@ -601,13 +604,31 @@ def measure_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
 # --- Remove-VMReplication -----------------------------------------------------------------------------------
 
 
-@_per_vm_cmdlet(
+# Besides -VMName and -VM, Remove-VMReplication takes Get-VMReplication's objects (-VMReplication, from the
+# pipeline), so one pipeline can pick a leg with Get-VMReplication's filters and remove it.
+_VM_REPLICATIONS = Param(
+    "VMReplication",
+    array_of(object_type(VM_REPLICATION_TN[0])),
+    position=0,
+    sets=("VMReplication",),
+    from_pipeline=True,
+    mandatory=("VMReplication",),
+)
+
+
+@cmdlet(
     "Remove-VMReplication",
-    _RELATIONSHIP,
+    f"{COMMANDS}.RemoveVMReplication",
+    [*vm_params(name_sets=("VMName",), object_sets=("VMObject",)), _VM_REPLICATIONS, _RELATIONSHIP, PASSTHRU],
+    default_set="VMName",
+    supports_should_process=True,
 )
 def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     relationship = args.get("ReplicationRelationshipType")
-    for vm in select_vms(ctx, args):
+    legs = args.get("VMReplication")
+    if legs:
+        check_computer_name(ctx, args)
+    for vm in find_vms(ctx, None, legs) if legs else select_vms(ctx, args):
         if vm.replication is None:
             ctx.write_error(not_enabled(ctx, vm))
             continue

@@ -262,6 +262,32 @@ def test_remove_affects_one_host_and_is_not_idempotent(primary: HostSession, rep
     primary.ok("Remove-VMReplication", VMName="plain01")
 
 
+def test_remove_takes_the_legs_get_selects_from_the_pipeline(
+    primary: HostSession, replica: HostSession
+) -> None:
+    primary.ok("Enable-VMReplication", VMName="plain01", **KERBEROS)
+
+    def remove_leg(session: HostSession, mode: str) -> PowerShell:
+        ps = PowerShell(session.pool)
+        ps.add_cmdlet("Get-VMReplication").add_parameter("VMName", "plain01")
+        ps.add_parameter("ReplicationMode", mode)
+        ps.add_cmdlet("Remove-VMReplication").add_parameter("PassThru")
+        ps.invoke()
+        return ps
+
+    # The filter selects nothing on the primary's Replica side: nothing is removed there.
+    assert remove_leg(primary, "Replica").output == [] and not primary.run("Get-VMReplication").errors
+    removed = remove_leg(primary, "Primary")
+    assert not removed.had_errors and [o.types[0] for o in removed.output] == [
+        "Microsoft.HyperV.PowerShell.VMReplication"
+    ]
+    assert str(props(primary.ok("Get-VM", Name="plain01")[0])["ReplicationMode"]) == "None"
+    assert replication_state(replica, "plain01")[0] == "WaitingForInitialReplication"
+    assert not remove_leg(replica, "Replica").had_errors
+    assert str(props(replica.ok("Get-VM", Name="plain01")[0])["ReplicationMode"]) == "None"
+    replica.ok("Remove-VM", "Force", Name="plain01")
+
+
 def test_test_replication_connection_parameters(primary: HostSession) -> None:
     ok = primary.ok("Test-VMReplicationConnection", **KERBEROS)
     assert ok == [
