@@ -26,6 +26,7 @@ from tests.support.hvsim_env import (
     running_lab,
     wsman_kwargs,
 )
+from tests.support.pwsh import prop, run_cmdlet
 
 # Host paths, spelled out here rather than taken from the provider's modules: the tests check the host on
 # their own terms.
@@ -108,14 +109,7 @@ class Lab:
             WSMan(**wsman_kwargs(self.emu, fqdn)) as wsman,
             RunspacePool(wsman) as pool,
         ):
-            ps = PowerShell(pool)
-            ps.add_cmdlet(cmdlet)
-            for name, value in params.items():
-                ps.add_parameter(name, value)
-            output = ps.invoke()
-            if ps.had_errors:
-                raise AssertionError(f"{cmdlet} failed: {[str(e) for e in ps.streams.error]}")
-            return output
+            return run_cmdlet(pool, cmdlet, **params)
 
     def counters(self, fqdn: str) -> dict[str, int]:
         return self.emu.counters(fqdn)
@@ -239,11 +233,3 @@ def registry_values(found: list[Any]) -> dict[str, str]:
     """A key's values from Get-ItemProperty output (without its PS* notes); empty when nothing came back."""
     props = found[0].adapted_properties | found[0].extended_properties if found else {}
     return {k: str(v) for k, v in props.items() if not k.startswith("PS")}
-
-
-def prop(obj: Any, name: str) -> Any:
-    for attr in ("adapted_properties", "extended_properties"):
-        props = getattr(obj, attr, None) or {}
-        if name in props:
-            return props[name]
-    return None
