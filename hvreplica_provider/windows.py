@@ -36,6 +36,9 @@ HOSTS_PATH = r"C:\Windows\System32\drivers\etc\hosts"
 UPLOAD_DIR = r"C:\Windows\Temp"
 FIREWALL_HTTPS_RULE = "VIRT-HVRHTTPSL-In-TCP-NoScope"
 FIREWALL_HTTP_RULE = "VIRT-HVRHTTPL-In-TCP-NoScope"
+# Rules hvreplica creates for listener ports other than 443/80 are named HVR-HTTPS-<port> / HVR-HTTP-<port>;
+# this pattern reads all of them (a wildcard that matches nothing is not an error).
+LISTENER_RULE_PATTERN = "HVR-HTTP*"
 HOSTS_BEGIN = "# BEGIN hvreplica managed entries (edited by Pulumi; do not change by hand)"
 HOSTS_END = "# END hvreplica managed entries"
 LEDGER_ROOT = r"HKLM:\SOFTWARE\hvreplica"
@@ -325,6 +328,41 @@ def parse_firewall_rules(objects: Sequence[Any]) -> dict[str, FirewallRule]:
             enabled = _truthy(shown) if shown is not None else prop(o, "Enabled") == 1
             rules[name] = FirewallRule(name=name, enabled=enabled)
     return rules
+
+
+@dataclass(frozen=True)
+class ListenerRule:
+    """An inbound allow rule of its own for a replica listener on a port the stock rules do not cover."""
+
+    scheme: str  # HTTPS (certificate listener) | HTTP (Kerberos listener)
+    port: int
+
+    @property
+    def name(self) -> str:
+        return f"HVR-{self.scheme}-{self.port}"
+
+    @property
+    def display_name(self) -> str:
+        return f"Hyper-V Replica {self.scheme} Listener (TCP-In, port {self.port})"
+
+
+def new_listener_rule_cmd(rule: ListenerRule) -> Statement:
+    return [
+        cmd(
+            "New-NetFirewallRule",
+            Name=rule.name,
+            DisplayName=rule.display_name,
+            Direction="Inbound",
+            Action="Allow",
+            Protocol="TCP",
+            LocalPort=[str(rule.port)],
+            ErrorAction="Stop",
+        )
+    ]
+
+
+def remove_firewall_rule_cmd(name: str) -> Statement:
+    return [cmd("Remove-NetFirewallRule", Name=name, ErrorAction="Stop")]
 
 
 def set_firewall_rule_cmd(name: str, enabled: bool) -> Statement:

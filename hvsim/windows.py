@@ -598,7 +598,7 @@ class Firewall:
             r.enabled
             and r.direction == "Inbound"
             and r.action == "Allow"
-            and r.protocol.upper() == protocol.upper()
+            and r.protocol.upper() in (protocol.upper(), "ANY")
             and _port_matches(r.local_port, port)
             for r in self.rules
         )

@@ -95,6 +95,7 @@ _LEDGER_LISTS = {
     "RootCertificate": "ca_thumbprints",
     "HostCertificate": "certificate_thumbprints",
     "FirewallRule": "firewall_rules",
+    "CreatedFirewallRule": "created_firewall_rules",
     "AuthorizationEntry": "entries",
 }
 _LEDGER_REVOCATION_PRIOR = "RevocationValuePrior"
@@ -130,7 +131,7 @@ def read_host(session: Session) -> HostState:
         win.list_certificates_cmd(win.MY_STORE),
         win.list_certificates_cmd(win.ROOT_STORE),
         win.registry_values_cmd(win.REPLICATION_KEY),
-        win.firewall_rules_cmd([win.FIREWALL_HTTPS_RULE, win.FIREWALL_HTTP_RULE]),
+        win.firewall_rules_cmd([win.FIREWALL_HTTPS_RULE, win.FIREWALL_HTTP_RULE, win.LISTENER_RULE_PATTERN]),
         win.hosts_read_cmd(),
         *hv.server_read_cmds(),
         hv.replication_read_cmd(),
@@ -191,6 +192,18 @@ class Desired:
     @property
     def firewall_rules(self) -> tuple[str, ...]:
         return RULES_BY_AUTH[self.authentication] if self.replication_enabled else ()
+
+    @property
+    def listener_rules(self) -> tuple[win.ListenerRule, ...]:
+        """Rules of their own for listener ports the stock rules (TCP 443/80) do not cover."""
+        if not self.replication_enabled:
+            return ()
+        rules = []
+        if self.uses_certificate and self.certificate_port != DEFAULT_CERTIFICATE_PORT:
+            rules.append(win.ListenerRule("HTTPS", self.certificate_port))
+        if self.authentication != "Certificate" and self.kerberos_port != DEFAULT_KERBEROS_PORT:
+            rules.append(win.ListenerRule("HTTP", self.kerberos_port))
+        return tuple(rules)
 
     def server(self) -> hv.ReplicationServerSettings:
         return hv.ReplicationServerSettings(
@@ -260,7 +273,8 @@ class Managed:
     revocation_value_set: bool = False
     revocation_value_prior: int | None = None
     replication_key_created: bool = False  # the Virtualization\Replication key did not exist before
-    firewall_rules: list[str] = field(default_factory=list)
+    firewall_rules: list[str] = field(default_factory=list)  # stock rules this resource enabled
+    created_firewall_rules: list[str] = field(default_factory=list)  # listener rules this resource created
     entries: list[str] = field(default_factory=list)
     server_prior: dict[str, Any] | None = None
 
@@ -403,12 +417,20 @@ def _registry_statements(desired: Desired, state: HostState, managed: Managed) -
 
 
 def _firewall_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
+    wanted = {r.name: r for r in desired.listener_rules} if desired.open_firewall else {}
+    # A listener rule this resource created for a port no longer in use (changed, or the firewall is to stay
+    # closed) goes before its replacement is made.
+    out = [
+        win.remove_firewall_rule_cmd(n)
+        for n in managed.created_firewall_rules
+        if n not in wanted and n in state.firewall
+    ]
+    managed.created_firewall_rules = [n for n in managed.created_firewall_rules if n in wanted]
     if not desired.open_firewall:
         # Close only what this resource opened; a rule opened by someone else stays as it is.
         closing = [n for n in managed.firewall_rules if n in state.firewall and state.firewall[n].enabled]
         managed.firewall_rules = [n for n in managed.firewall_rules if n not in closing]
-        return [win.set_firewall_rule_cmd(n, False) for n in closing]
-    out = []
+        return out + [win.set_firewall_rule_cmd(n, False) for n in closing]
     for name in desired.firewall_rules:
         rule = state.firewall.get(name)
         if rule is None:
@@ -419,6 +441,15 @@ def _firewall_statements(desired: Desired, state: HostState, managed: Managed) -
         if not rule.enabled:
             out.append(win.set_firewall_rule_cmd(name, True))
             _append_new(managed.firewall_rules, name)
+    for name, listener in wanted.items():
+        rule = state.firewall.get(name)
+        if rule is None:
+            out.append(win.new_listener_rule_cmd(listener))
+            _append_new(managed.created_firewall_rules, name)
+        elif not rule.enabled:
+            out.append(win.set_firewall_rule_cmd(name, True))
+            if name not in managed.created_firewall_rules:
+                _append_new(managed.firewall_rules, name)
     return out
 
 
@@ -470,7 +501,10 @@ def undo(session: Session, state: HostState, managed: Managed) -> None:
     statements += [
         win.set_firewall_rule_cmd(n, False)
         for n in managed.firewall_rules
-        if n in state.firewall and state.firewall[n].enabled
+        if n in state.firewall and state.firewall[n].enabled and n not in managed.created_firewall_rules
+    ]
+    statements += [
+        win.remove_firewall_rule_cmd(n) for n in managed.created_firewall_rules if n in state.firewall
     ]
     cleaned_hosts = win.render_hosts(state.hosts_lines, {})
     if cleaned_hosts != state.hosts_lines:
@@ -576,9 +610,10 @@ def observed(inputs: Mapping[str, Any], state: HostState, managed: Managed) -> d
 
 
 def _firewall_open(desired: Desired, state: HostState) -> bool:
-    if not desired.firewall_rules:
+    names = [*desired.firewall_rules, *(r.name for r in desired.listener_rules)]
+    if not names:
         return desired.open_firewall
-    return all(n in state.firewall and state.firewall[n].enabled for n in desired.firewall_rules)
+    return all(n in state.firewall and state.firewall[n].enabled for n in names)
 
 
 def _comparable(inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -639,8 +674,7 @@ class ReplicaServerProvider(ResourceProvider):
         revocation_off = _bool_input(checked, "disable_revocation_check", False)
         enabled = _bool_input(checked, "replication_enabled", True)
         any_primary = _bool_input(checked, "allow_any_primary", False)
-        if _bool_input(checked, "open_firewall", True):
-            _warn_custom_ports(auth, cert_port, kerb_port)
+        _bool_input(checked, "open_firewall", True)  # validated; custom ports get listener rules of their own
         _check_entries(checked, any_primary, enabled)
         _check_hosts_entries(checked)
         if auth is not None and auth != "Kerberos":
@@ -696,24 +730,6 @@ class ReplicaServerProvider(ResourceProvider):
         session = _session(outputs)
         state = read_host(session)
         undo(session, state, _managed(outputs, state))
-
-
-def _warn_custom_ports(auth: str | None, cert_port: int | None, kerb_port: int | None) -> None:
-    # The stock Hyper-V Replica rules open TCP 443 and 80; whether they follow a changed listener port is
-    # disputed (hyperv-replica.md §5), so a custom port needs a rule of its own.
-    custom = []
-    if auth in ("Certificate", "CertificateAndKerberos") and cert_port not in (
-        None,
-        DEFAULT_CERTIFICATE_PORT,
-    ):
-        custom.append(f"certificate_port {cert_port}")
-    if auth in ("Kerberos", "CertificateAndKerberos") and kerb_port not in (None, DEFAULT_KERBEROS_PORT):
-        custom.append(f"kerberos_port {kerb_port}")
-    if custom:
-        pulumi.log.warn(
-            f"ReplicaServer: open_firewall enables the stock Hyper-V Replica rules (TCP 443/80); "
-            f"{' and '.join(custom)} may need an inbound firewall rule of its own"
-        )
 
 
 def _managed(outputs: Mapping[str, Any], state: HostState) -> Managed:

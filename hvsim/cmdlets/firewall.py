@@ -1,4 +1,5 @@
-"""NetSecurity firewall cmdlets (CDXML over MSFT_NetFirewallRule): Get-, Enable- and Disable-NetFirewallRule.
+"""NetSecurity firewall cmdlets (CDXML over MSFT_NetFirewallRule): Get-, New-, Remove-, Enable- and
+Disable-NetFirewallRule.
 
 CDXML cmdlets report errors with the cmdlet name as the FullyQualifiedErrorId suffix, and their objects are
 CIM instances: the raw CIM properties adapted, the module's type data adding enum-typed script properties
@@ -8,11 +9,23 @@ CIM instances: the raw CIM properties adapted, the module's type data adding enu
 from __future__ import annotations
 
 import fnmatch
+import uuid
 from typing import Any
 
 from psrpcore.types import ErrorCategory, PSUInt16
 
-from hvsim.cmdlets.base import PASSTHRU, STRINGS, SWITCH, BoundArguments, CmdletContext, Param, cmdlet
+from hvsim.cmdlets.base import (
+    PASSTHRU,
+    STRING,
+    STRINGS,
+    SWITCH,
+    BoundArguments,
+    CmdletContext,
+    Param,
+    cmdlet,
+    enum_type,
+)
+from hvsim.cmdlets.cim import CIM_EXCEPTION
 from hvsim.cmdlets.errors import register_exception
 from hvsim.cmdlets.objects import cim_type_chain, define_enum, dotnet_object, string_array
 from hvsim.windows import FirewallRule
@@ -43,6 +56,9 @@ PolicyStoreType = define_enum(
     f"{_GENERATED}.PolicyStoreType", {"None": 0, "Local": 1, "GroupPolicy": 2, "Dynamic": 3, "Generated": 4}
 )
 _PROFILE_BITS = {"Any": 0, "Domain": 1, "Private": 2, "Public": 4}
+# Win32 errors the firewall store reports: a Name already taken; ports on a protocol that has none.
+_ERROR_ALREADY_EXISTS = 183
+_ERROR_INVALID_PARAMETER = 87
 
 
 def _profile_value(profile: str) -> int:
@@ -191,3 +207,83 @@ def enable_net_firewall_rule(ctx: CmdletContext, args: BoundArguments) -> None:
 )
 def disable_net_firewall_rule(ctx: CmdletContext, args: BoundArguments) -> None:
     _set_enabled(ctx, args, False)
+
+
+@cmdlet(
+    "New-NetFirewallRule",
+    "New-NetFirewallRule",
+    [
+        Param("Name", STRING, aliases=("ID",), not_null_or_empty=True),
+        Param("DisplayName", STRING, mandatory=True, not_null_or_empty=True),
+        Param("Description", STRING),
+        Param("Group", STRING),
+        Param("Enabled", enum_type(Enabled)),
+        Param("Profile", STRING, choices=tuple(_PROFILE_BITS)),
+        Param("Direction", enum_type(Direction)),
+        Param("Action", enum_type(Action)),
+        Param("Protocol", STRING, choices=("TCP", "UDP", "Any")),
+        Param("LocalPort", STRINGS),
+    ],
+    supports_should_process=True,
+)
+def new_net_firewall_rule(ctx: CmdletContext, args: BoundArguments) -> None:
+    # Without -Name the store names the rule with a fresh GUID, as Windows does.
+    name = args["Name"] if "Name" in args else "{" + str(uuid.uuid4()) + "}"
+    firewall = ctx.host.firewall
+    if firewall.rule(name) is not None:
+        ctx.write_error(
+            ctx.error(
+                CIM_EXCEPTION,
+                "Cannot create a file when that file already exists.",
+                f"Windows System Error {_ERROR_ALREADY_EXISTS}",
+                ErrorCategory.ResourceExists,
+                "MSFT_NetFirewallRule",
+                hresult=-2147024713,
+            )
+        )
+        return
+    protocol = args["Protocol"].upper() if "Protocol" in args else "Any"
+    if "LocalPort" in args and protocol == "Any":
+        ctx.write_error(
+            ctx.error(
+                CIM_EXCEPTION,
+                "The parameter is incorrect.",
+                f"Windows System Error {_ERROR_INVALID_PARAMETER}",
+                ErrorCategory.InvalidArgument,
+                "MSFT_NetFirewallRule",
+                hresult=-2147024809,
+            )
+        )
+        return
+    if not ctx.should_process(name, "Create"):
+        return
+    group = args.get("Group") or ""
+    rule = FirewallRule(
+        name=name,
+        display_name=args["DisplayName"],
+        group=group,
+        display_group=group,
+        description=args.get("Description") or "",
+        enabled=args["Enabled"].name == "True" if "Enabled" in args else True,
+        direction=args["Direction"].name if "Direction" in args else "Inbound",
+        action=args["Action"].name if "Action" in args else "Allow",
+        profile=args.get("Profile") or "Any",
+        protocol=protocol,
+        local_port=", ".join(args["LocalPort"]) if "LocalPort" in args else "Any",
+    )
+    firewall.rules.append(rule)
+    ctx.write_output(rule_object(rule))
+
+
+@cmdlet(
+    "Remove-NetFirewallRule",
+    "Remove-NetFirewallRule",
+    # Windows also accepts no selector at all and then deletes every rule; hvsim requires one.
+    _SELECTORS,
+    default_set="ByName",
+    supports_should_process=True,
+)
+def remove_net_firewall_rule(ctx: CmdletContext, args: BoundArguments) -> None:
+    for rule in _select(ctx, args):
+        if ctx.should_process(rule.name, "Delete"):
+            ctx.host.firewall.rules.remove(rule)

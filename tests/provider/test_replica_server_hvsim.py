@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
 
 from hvreplica_provider import windows as win
 from hvreplica_provider.remoting import REGISTRY, HostConnection, RemoteError, Session
@@ -19,7 +21,16 @@ from hvreplica_provider.resources.replica_server import (
     settings_statements,
     undo,
 )
-from tests.provider.support import PRIMARY, REPLICA, Lab, prop, site_certs, two_site_lab
+from tests.provider.support import (
+    PRIMARY,
+    REPLICA,
+    Lab,
+    prop,
+    replica_server_inputs,
+    site_certs,
+    two_site_lab,
+)
+from tests.support.hvsim_env import wsman_kwargs
 
 HTTPS_RULE = "VIRT-HVRHTTPSL-In-TCP-NoScope"
 HTTP_RULE = "VIRT-HVRHTTPL-In-TCP-NoScope"
@@ -276,3 +287,98 @@ def test_any_primary_and_server_settings_drift(lab: Lab) -> None:
     provider.delete(created.id, updated)
     srv = server(lab, REPLICA)
     assert prop(srv, "ReplicationEnabled") is False and prop(srv, "ReplicationAllowedFromAnyServer") is False
+
+
+def listener_rules(lab: Lab, fqdn: str) -> dict[str, tuple[str, str, str]]:
+    """The HVR-* listener rules on the host: name -> (Enabled, Direction, Action), read with plain pypsrp."""
+    return {
+        str(r.extended_properties["Name"]): (
+            str(r.extended_properties["Enabled"]),
+            str(r.extended_properties["Direction"]),
+            str(r.extended_properties["Action"]),
+        )
+        for r in lab.run(fqdn, "Get-NetFirewallRule", Name="HVR-*")
+    }
+
+
+def connection_test(lab: Lab, port: int) -> Any:
+    """Test-VMReplicationConnection from the primary to the replica on `port`, by certificate."""
+    with WSMan(**wsman_kwargs(lab.emu, PRIMARY)) as wsman, RunspacePool(wsman) as pool:
+        ps = PowerShell(pool)
+        ps.add_cmdlet("Test-VMReplicationConnection")
+        ps.add_parameter("ReplicaServerName", REPLICA)
+        ps.add_parameter("ReplicaServerPort", port)
+        ps.add_parameter("AuthenticationType", "Certificate")
+        ps.add_parameter("CertificateThumbprint", site_certs(PRIMARY).thumbprint)
+        output = ps.invoke()
+        return output, [str(e) for e in ps.streams.error]
+
+
+def test_custom_ports_get_listener_rules_of_their_own(lab: Lab) -> None:
+    provider = ReplicaServerProvider()
+    stock = {n: rule_enabled(lab, REPLICA, n) for n in (HTTPS_RULE, HTTP_RULE)}
+    primary = provider.create(replica_server_inputs(lab, PRIMARY, REPLICA))
+    inputs = replica_server_inputs(lab, REPLICA, PRIMARY, certificate_port=8443.0)
+    created = provider.create(inputs)
+
+    assert listener_rules(lab, REPLICA) == {"HVR-HTTPS-8443": ("True", "Inbound", "Allow")}
+    [rule] = lab.run(REPLICA, "Get-NetFirewallRule", Name="HVR-HTTPS-8443")
+    assert str(prop(rule, "DisplayName")) == "Hyper-V Replica HTTPS Listener (TCP-In, port 8443)"
+    assert "HVR-HTTPS-8443" in lab.ledger(REPLICA).values()
+    assert created.outs["managed"]["created_firewall_rules"] == ["HVR-HTTPS-8443"]
+    assert created.outs["open_firewall"] is True
+    assert prop(server(lab, REPLICA), "CertificateAuthenticationPort") == 8443
+    output, errors = connection_test(lab, 8443)
+    assert errors == []
+    success = f"Connection to replica server '{REPLICA}' on port 8443 using Certificate authentication"
+    assert output == [f"{success} was successful."]
+
+    # Drift: the rule disabled by hand closes the port; read shows it, update opens it again.
+    lab.run(REPLICA, "Disable-NetFirewallRule", Name="HVR-HTTPS-8443")
+    output, errors = connection_test(lab, 8443)
+    assert output == [] and len(errors) == 1 and "firewall" in errors[0] and "8443" in errors[0]
+    drifted = provider.read(created.id, created.outs)
+    assert drifted.inputs["open_firewall"] is False
+    updated = provider.update(created.id, drifted.outs, inputs).outs
+    assert listener_rules(lab, REPLICA) == {"HVR-HTTPS-8443": ("True", "Inbound", "Allow")}
+    # Drift: the rule removed by hand is made again.
+    lab.run(REPLICA, "Remove-NetFirewallRule", Name="HVR-HTTPS-8443")
+    gone = provider.read(created.id, updated)
+    assert gone.inputs["open_firewall"] is False
+    updated = provider.update(created.id, gone.outs, inputs).outs
+    assert connection_test(lab, 8443)[1] == []
+
+    # A port change replaces the rule; a Kerberos listener on a custom port gets one as well.
+    moved = replica_server_inputs(
+        lab,
+        REPLICA,
+        PRIMARY,
+        certificate_port=9443.0,
+        authentication="CertificateAndKerberos",
+        kerberos_port=8080.0,
+    )
+    moved_outs = provider.update(created.id, updated, moved).outs
+    assert listener_rules(lab, REPLICA) == {
+        "HVR-HTTPS-9443": ("True", "Inbound", "Allow"),
+        "HVR-HTTP-8080": ("True", "Inbound", "Allow"),
+    }
+    assert sorted(moved_outs["managed"]["created_firewall_rules"]) == ["HVR-HTTP-8080", "HVR-HTTPS-9443"]
+    ledger = set(lab.ledger(REPLICA).values())
+    assert {"HVR-HTTP-8080", "HVR-HTTPS-9443"} <= ledger and "HVR-HTTPS-8443" not in ledger
+    assert connection_test(lab, 9443)[1] == []
+    assert provider.diff(created.id, provider.read(created.id, moved_outs).outs, moved).changes is False
+
+    # Delete removes only the rules it created and leaves the stock rules as they were.
+    provider.delete(created.id, moved_outs)
+    assert listener_rules(lab, REPLICA) == {}
+    assert {n: rule_enabled(lab, REPLICA, n) for n in (HTTPS_RULE, HTTP_RULE)} == stock
+    provider.delete(created.id, moved_outs)  # idempotent
+    provider.delete(primary.id, primary.outs)
+
+
+def test_open_firewall_false_creates_no_listener_rule(lab: Lab) -> None:
+    provider = ReplicaServerProvider()
+    created = provider.create(replica_inputs(lab, certificate_port=8443.0, open_firewall=False))
+    assert listener_rules(lab, REPLICA) == {}
+    assert created.outs["open_firewall"] is False
+    provider.delete(created.id, created.outs)
