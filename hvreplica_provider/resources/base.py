@@ -111,13 +111,19 @@ class CheckFailures:
         """`, got 'value'` for a failure text, or nothing when the property is secret."""
         return "" if key in self._secret else f", got {value!r}"
 
-    def _value(self, key: str, default: Any) -> tuple[bool, Any]:
+    def _value(self, key: str, default: Any, required: bool = False) -> Any:
+        """The input (or its default, stored back) to validate; None when there is nothing to check: the
+        value is a preview unknown or absent (a missing required value is reported here)."""
         value = self.inputs.get(key)
         if value is None:
             value = default
             if default is not None:
                 self.inputs[key] = default
-        return not is_unknown(value), value
+        if is_unknown(value):
+            return None
+        if value is None and required:
+            self.add(key, f"{key} is required")
+        return value
 
     def integer(
         self,
@@ -129,12 +135,8 @@ class CheckFailures:
         minimum: int | None = None,
         maximum: int | None = None,
     ) -> int | None:
-        known, value = self._value(key, default)
-        if not known:
-            return None
+        value = self._value(key, default, required)
         if value is None:
-            if required:
-                self.add(key, f"{key} is required")
             return None
         number = whole_number(value)
         if number is None:
@@ -161,12 +163,8 @@ class CheckFailures:
         problem: Callable[[str], str | None] | None = None,
     ) -> str | None:
         """A string; `problem(value)` returns why a value is unacceptable (None when fine)."""
-        known, value = self._value(key, default)
-        if not known:
-            return None
+        value = self._value(key, default, required)
         if value is None:
-            if required:
-                self.add(key, f"{key} is required")
             return None
         if not isinstance(value, str) or (required and not value.strip()):
             self.add(key, f"{key} must be a {'non-empty ' if required else ''}string")
@@ -178,8 +176,8 @@ class CheckFailures:
         return value
 
     def choice(self, key: str, options: Sequence[str], *, default: str | None = None) -> str | None:
-        known, value = self._value(key, default)
-        if not known or value is None:
+        value = self._value(key, default)
+        if value is None:
             return None
         if value not in options:
             listed = ", ".join(map(repr, options))
@@ -191,8 +189,8 @@ class CheckFailures:
         self, key: str, *, problem: Callable[[str], str | None] | None = None
     ) -> list[str] | None:
         """A list of strings (default empty); unknown elements are skipped, each known one is checked."""
-        known, value = self._value(key, [])
-        if not known:
+        value = self._value(key, [])
+        if value is None:
             return None
         if not isinstance(value, list):
             self.add(key, f"{key} must be a list of strings")
