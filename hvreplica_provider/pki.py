@@ -281,6 +281,11 @@ def thumbprint(cert: x509.Certificate) -> str:
     return hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
 
 
+def normalise_thumbprint(value: str) -> str:
+    """Upper-case hex without the spaces and invisible characters copied from the certificate MMC."""
+    return "".join(ch for ch in value if ch in "0123456789abcdefABCDEF").upper()
+
+
 def serial_hex(cert: x509.Certificate) -> str:
     """Serial number as upper-case hex without leading zeros, as Windows shows SerialNumber."""
     return format(cert.serial_number, "X")

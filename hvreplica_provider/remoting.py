@@ -35,7 +35,7 @@ from pypsrp.serializer import Serializer, TaggedValue
 from pypsrp.wsman import WSMan
 from urllib3.exceptions import NameResolutionError
 
-from hvreplica_provider.resources.base import normalise_ints
+from hvreplica_provider.engine_values import normalise_ints
 
 TRANSPORTS = ("https", "http")
 AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "basic", "certificate", "credssp")

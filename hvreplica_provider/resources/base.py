@@ -1,12 +1,11 @@
 """Helpers shared by every dynamic resource provider of this package.
 
-The Pulumi engine hands providers plain dicts with a few traps (see reference/pulumi-dynamic.md):
-integers arrive as floats at any depth, preview-time values may be unknown, `olds` carry the
-serialized provider under `__provider`, and `additional_secret_outputs` is the only way to mark
-computed secrets. The helpers below deal with those once:
+The Pulumi engine hands providers plain dicts with a few traps: integers arrive as floats at any
+depth (`hvreplica_provider.engine_values` turns them back), preview-time values may be unknown,
+`olds` carry the serialized provider under `__provider`, and `additional_secret_outputs` is the
+only way to mark computed secrets. The helpers below deal with those once:
 
 - unknowns: `is_unknown`, `contains_unknown`;
-- numbers: `whole_number`, `normalise_ints` (schema-driven, any depth);
 - check: `CheckFailures` collects `CheckFailure`s and owns the typed property validators
   (`integer`, `string`, `choice`, `string_list`) that also fill defaults and normalise in place;
 - diff: `changed_keys` and `diff_result` (explicit `replaces`, unknown counts as changed);
@@ -20,18 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
-from typing import Any, Union
+from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
-PROVIDER_KEY = "__provider"
+from hvreplica_provider.engine_values import whole_number
 
-# A schema of where integers live: `int` for a number, a mapping for an object's keys, a one-item
-# list for "every element".
-IntShape = Union[type[int], Mapping[str, "IntShape"], list["IntShape"]]  # noqa: UP007 (recursive alias)
+PROVIDER_KEY = "__provider"
 
 
 def is_unknown(value: object) -> bool:
@@ -48,34 +45,6 @@ def contains_unknown(value: object) -> bool:
     if isinstance(value, list | tuple):
         return any(contains_unknown(v) for v in value)
     return False
-
-
-def whole_number(value: object) -> int | None:
-    """`value` as an int when it is an int or an integral float (2048.0), else None. Booleans are
-    not numbers here, although Python treats them as ints."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def normalise_ints(value: Any, shape: IntShape) -> Any:
-    """Turn integral floats into ints wherever `shape` says an int lives, at any depth.
-
-    Values that do not fit (strings, fractions, unknowns) are left alone for `check` to report.
-    Returns a new structure; the input is not modified.
-    """
-    if shape is int:
-        number = whole_number(value)
-        return value if number is None else number
-    if isinstance(shape, list) and isinstance(value, list):
-        return [normalise_ints(item, shape[0]) for item in value]
-    if isinstance(shape, Mapping) and isinstance(value, Mapping):
-        return {k: normalise_ints(v, shape[k]) if k in shape else v for k, v in value.items()}
-    return value
 
 
 def user_properties(props: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,12 +24,12 @@ from pulumi.dynamic import (
 )
 
 from hvreplica_provider import clock, pki
+from hvreplica_provider.engine_values import whole_number
 from hvreplica_provider.resources.base import (
     CheckFailures,
     args_props,
     diff_result,
     user_properties,
-    whole_number,
     with_secret_outputs,
 )
 

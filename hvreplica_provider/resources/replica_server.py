@@ -34,6 +34,7 @@ from pulumi.dynamic import (
 from hvreplica_provider import clock, pki
 from hvreplica_provider import hyperv as hv
 from hvreplica_provider import windows as win
+from hvreplica_provider.engine_values import normalise_ints
 from hvreplica_provider.remoting import (
     HostConnection,
     NotFound,
@@ -52,7 +53,6 @@ from hvreplica_provider.resources.base import (
     args_props,
     contains_unknown,
     is_unknown,
-    normalise_ints,
     user_properties,
     with_secret_outputs,
 )
@@ -226,7 +226,7 @@ class Desired:
 def desired_from(inputs: Mapping[str, Any]) -> Desired:
     cert = inputs.get("certificate") or {}
     pfx = base64.b64decode(cert["pfx_base64"]) if cert.get("pfx_base64") else None
-    thumb = normalise_thumbprint(cert.get("thumbprint") or "")
+    thumb = pki.normalise_thumbprint(cert.get("thumbprint") or "")
     if pfx is not None and cert.get("thumbprint") is None:
         thumb = pki.thumbprint(pki.load_pfx(pfx, cert.get("pfx_password") or "").certificate)
     return Desired(
@@ -250,11 +250,6 @@ def desired_from(inputs: Mapping[str, Any]) -> Desired:
         open_firewall=inputs.get("open_firewall") is not False,
         hosts_entries={k.lower(): v for k, v in (inputs.get("hosts_entries") or {}).items()},
     )
-
-
-def normalise_thumbprint(value: str) -> str:
-    """Upper-case hex without the spaces and invisible characters copied from the certificate MMC."""
-    return "".join(ch for ch in value if ch in "0123456789abcdefABCDEF").upper()
 
 
 def ca_thumbprints(pems: Sequence[str]) -> list[str]:
@@ -876,7 +871,7 @@ def _check_certificate(
         return
     cert = pfx.certificate
     thumb = pki.thumbprint(cert)
-    given = normalise_thumbprint(raw.get("thumbprint") or "")
+    given = pki.normalise_thumbprint(raw.get("thumbprint") or "")
     if given and given != thumb:
         checked.add(
             "certificate", f"certificate.thumbprint {given} does not match the PFX's certificate ({thumb})"

@@ -44,7 +44,6 @@ from hvreplica_provider.resources.base import (
     user_properties,
     with_secret_outputs,
 )
-from hvreplica_provider.resources.replica_server import normalise_thumbprint
 
 INITIAL_MODES = ("network", "scheduled", "export", "none")
 FREQUENCIES = (30, 300, 900)
@@ -98,7 +97,7 @@ _DEFAULTS: dict[str, Any] = {
 
 def settings_from(inputs: Mapping[str, Any]) -> hv.ReplicationSettings:
     values = {k: inputs.get(k, _DEFAULTS.get(k)) for k in SETTING_KEYS}
-    values["certificate_thumbprint"] = normalise_thumbprint(values["certificate_thumbprint"] or "")
+    values["certificate_thumbprint"] = pki.normalise_thumbprint(values["certificate_thumbprint"] or "")
     return hv.ReplicationSettings(replica_server_fqdn=inputs["replica_server_fqdn"], **values)
 
 
@@ -361,7 +360,7 @@ def _identity(conn: Any) -> tuple[str, int]:
 def _norm(values: Mapping[str, Any], key: str) -> Any:
     value = values.get(key, _DEFAULTS.get(key))
     if key == "certificate_thumbprint":
-        return normalise_thumbprint(value or "")
+        return pki.normalise_thumbprint(value or "")
     if key == "replica_server_fqdn":
         return (value or "").lower()
     if key == "excluded_vhd_paths":
@@ -403,7 +402,7 @@ def _check_thumbprint(checked: CheckFailures, auth: str | None) -> None:
                 "certificate_thumbprint", "certificate_thumbprint must be empty with Kerberos authentication"
             )
         return
-    thumb = normalise_thumbprint(raw or "")
+    thumb = pki.normalise_thumbprint(raw or "")
     if len(thumb) != 40:
         checked.add(
             "certificate_thumbprint",

@@ -8,21 +8,22 @@ import pulumi
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
+from hvreplica_provider import engine_values
 from hvreplica_provider.resources import base
 
 
 def test_whole_number() -> None:
-    assert base.whole_number(2048.0) == 2048 and type(base.whole_number(2048.0)) is int
-    assert base.whole_number(7) == 7
+    assert engine_values.whole_number(2048.0) == 2048 and type(engine_values.whole_number(2048.0)) is int
+    assert engine_values.whole_number(7) == 7
     for bad in (2048.5, "2048", True, None, float("nan")):
-        assert base.whole_number(bad) is None
+        assert engine_values.whole_number(bad) is None
 
 
 def test_normalise_ints_at_any_depth() -> None:
     shape = {"port": int, "nested": {"limits": [int]}, "entries": [{"weight": int}]}
     value = {"port": 5986.0, "name": "x", "ratio": 0.5, "nested": {"limits": [1.0, 2.0, 2.5]},
              "entries": [{"weight": 3.0, "label": "a"}, {"weight": "heavy"}]}
-    result = base.normalise_ints(value, shape)
+    result = engine_values.normalise_ints(value, shape)
     assert result == {"port": 5986, "name": "x", "ratio": 0.5, "nested": {"limits": [1, 2, 2.5]},
                       "entries": [{"weight": 3, "label": "a"}, {"weight": "heavy"}]}
     assert type(result["port"]) is int and type(result["entries"][0]["weight"]) is int
