@@ -22,14 +22,32 @@ import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hvsim.http_server import QuietHTTPServer
 
-if TYPE_CHECKING:
-    from hvsim.server import Emulator
-
 OPS = ("add-vm", "remove-vm", "stop-vm", "start-vm", "dump", "fault", "clear-faults", "counters")
+
+
+class Emulator(Protocol):
+    """The operations the endpoint serves. `hvsim.server.Emulator` provides them; it sits above this
+    module (it starts the endpoint), so this module names only what it calls."""
+
+    def add_vm(self, fqdn: str, name: str) -> None: ...
+
+    def remove_vm(self, fqdn: str, name: str) -> None: ...
+
+    def stop_vm(self, fqdn: str, name: str) -> None: ...
+
+    def start_vm(self, fqdn: str, name: str) -> None: ...
+
+    def dump_host(self, fqdn: str) -> dict[str, Any]: ...
+
+    def inject_fault(self, fqdn: str, kind: str, value: int | None = None) -> None: ...
+
+    def clear_faults(self, fqdn: str) -> None: ...
+
+    def counters(self, fqdn: str) -> dict[str, int]: ...
 
 
 class AdminError(RuntimeError):

@@ -12,20 +12,33 @@ import os
 import re
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from hvsim.config import SimConfig
 from hvsim.windows import HOSTS_FILE, HVR_HTTP_RULE, HVR_HTTPS_RULE, REPLICATION_KEY
 
 if TYPE_CHECKING:
     from hvsim.hyperv import AuthorizationEntry
-    from hvsim.lab import Lab
     from hvsim.windows import Host
+
+
+class HostDirectory(Protocol):
+    """What the network needs of the lab (`hvsim.lab.Lab`, which sits above this module): the hosts by
+    FQDN and the configured domain trusts."""
+
+    @property
+    def hosts(self) -> Mapping[str, Host]: ...
+
+    @property
+    def config(self) -> SimConfig: ...
+
 
 HTTP_LISTENER_RULE = HVR_HTTP_RULE
 HTTPS_LISTENER_RULE = HVR_HTTPS_RULE
@@ -191,7 +204,7 @@ def parse_hosts_file(text: str) -> dict[str, str]:
     return table
 
 
-def resolve(lab: Lab, source: Host, name: str) -> str:
+def resolve(lab: HostDirectory, source: Host, name: str) -> str:
     """The address `source` resolves `name` to: its hosts file first, then the DNS zone of its own domain only
     (a single-label name gets the host's primary DNS suffix). Raises ReplicationCheckError if unresolvable."""
     wanted = name.lower().rstrip(".")
@@ -211,7 +224,7 @@ def resolve(lab: Lab, source: Host, name: str) -> str:
     )
 
 
-def host_at(lab: Lab, address: str, fqdn_hint: str) -> Host | None:
+def host_at(lab: HostDirectory, address: str, fqdn_hint: str) -> Host | None:
     """The lab host listening on `address` (the one named `fqdn_hint` when several share it)."""
     candidates = [h for h in lab.hosts.values() if h.address == address]
     return next((h for h in candidates if h.fqdn == fqdn_hint.lower()), candidates[0] if candidates else None)
@@ -234,7 +247,7 @@ class ReplicationTarget:
 
 
 def check_connection(
-    lab: Lab,
+    lab: HostDirectory,
     primary: Host,
     replica_name: str,
     port: int,
@@ -306,7 +319,7 @@ def _check_listener(replica: Host, replica_name: str, port: int, authentication_
     )
 
 
-def _check_kerberos(lab: Lab, primary: Host, replica: Host, replica_name: str) -> None:
+def _check_kerberos(lab: HostDirectory, primary: Host, replica: Host, replica_name: str) -> None:
     if not lab.config.trusted(primary.config.domain, replica.config.domain):
         raise ReplicationCheckError(
             "Kerberos authentication",

@@ -8,17 +8,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hvsim.hyperv import RecoveryPoint, Replication, ReplicationServer, ReplicationStats, VirtualMachine
-from hvsim.network import ReplicationCheckError, check_connection
+from hvsim.network import HostDirectory, ReplicationCheckError, check_connection
 
 if TYPE_CHECKING:
-    from hvsim.lab import Lab
     from hvsim.windows import Host
 
 _log = logging.getLogger(__name__)
+
+
+class LabState(HostDirectory, Protocol):
+    """What a replication tick needs of the lab (`hvsim.lab.Lab`, which sits above this module and owns
+    the scheduler): the hosts, the trusts and the lock that guards every piece of model state."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+
 
 # Real seconds between scheduler ticks: short enough that 30 s cycles stay visible at high time scales.
 TICK_REAL_SEC = 0.05
@@ -113,7 +122,7 @@ HEALTH_LATENCY_LIMIT_SEC = 300.0
 ERROR_NOT_FOUND = 0x80070490
 
 
-def advance_replication(lab: Lab, now: datetime) -> None:
+def advance_replication(lab: LabState, now: datetime) -> None:
     """One scheduler tick: move every primary leg along (scheduled IR, IR completion, cycles, error retries),
     then roll statistics and recompute health on every leg.
 
@@ -138,7 +147,7 @@ def advance_replication(lab: Lab, now: datetime) -> None:
         raise failure
 
 
-def _advance_primary(lab: Lab, host: Host, vm: VirtualMachine, rep: Replication, now: datetime) -> None:
+def _advance_primary(lab: LabState, host: Host, vm: VirtualMachine, rep: Replication, now: datetime) -> None:
     try:
         if rep.state == "ReadyForInitialReplication":
             start = rep.initial_replication_start_time
@@ -159,7 +168,7 @@ def _advance_primary(lab: Lab, host: Host, vm: VirtualMachine, rep: Replication,
         _fail(rep, exc, now)
 
 
-def replica_leg(lab: Lab, host: Host, vm: VirtualMachine, now: datetime) -> tuple[Host, VirtualMachine]:
+def replica_leg(lab: LabState, host: Host, vm: VirtualMachine, now: datetime) -> tuple[Host, VirtualMachine]:
     """Run the connection check for `vm`'s primary leg and find the replica VM it feeds."""
     s = vm.replication.settings if vm.replication else None
     assert s is not None
@@ -183,7 +192,7 @@ def replica_leg(lab: Lab, host: Host, vm: VirtualMachine, now: datetime) -> tupl
     return target.host, replica_vm
 
 
-def begin_initial_replication(lab: Lab, host: Host, vm: VirtualMachine, now: datetime) -> None:
+def begin_initial_replication(lab: LabState, host: Host, vm: VirtualMachine, now: datetime) -> None:
     """Start sending the VM's disks (§3.2 #3): checked now, done after a size-dependent emulated duration."""
     rep = vm.replication
     assert rep is not None
@@ -210,7 +219,7 @@ def _finish_initial_replication(
     _record_success(rep, replica_vm, vm.data_bytes(), now, initial=True)
 
 
-def _poll_import(lab: Lab, host: Host, vm: VirtualMachine, rep: Replication, now: datetime) -> None:
+def _poll_import(lab: LabState, host: Host, vm: VirtualMachine, rep: Replication, now: datetime) -> None:
     """An exported initial replication completes once the replica imported it (Import-VMInitialReplication);
     the primary looks at every replication interval."""
     _, replica_vm = replica_leg(lab, host, vm, now)
@@ -220,7 +229,7 @@ def _poll_import(lab: Lab, host: Host, vm: VirtualMachine, rep: Replication, now
         rep.next_cycle_at = now + timedelta(seconds=rep.settings.frequency_sec)
 
 
-def _cycle(lab: Lab, host: Host, vm: VirtualMachine, rep: Replication, now: datetime) -> None:
+def _cycle(lab: LabState, host: Host, vm: VirtualMachine, rep: Replication, now: datetime) -> None:
     _, replica_vm = replica_leg(lab, host, vm, now)
     replica_rep = replica_vm.replication
     assert replica_rep is not None
