@@ -207,6 +207,10 @@ _CONNECTION_INTS = dict.fromkeys(
 )
 
 
+# The HostConnection fields that hold secrets: the resources mark them secret inputs.
+CONNECTION_SECRET_FIELDS = ("password", "client_key_pem")
+
+
 @dataclass(frozen=True)
 class HostConnection:
     """How to reach one host over WinRM (DESIGN.md §4). Not part of any remote object."""

@@ -10,7 +10,9 @@ only way to mark computed secrets. The helpers below deal with those once:
   (`integer`, `string`, `choice`, `string_list`) that also fill defaults and normalise in place;
 - diff: `changed_keys` and `diff_result` (explicit `replaces`, unknown counts as changed);
 - state: `user_properties` drops `__provider`;
-- resources: `args_props` turns an Args dataclass into props, `with_secret_outputs` merges options.
+- resources: `args_props` turns an Args dataclass into props, `secret_inputs` marks the secret-bearing
+  inputs (so the state stays encrypted when a program passes plain strings), `with_secret_outputs`
+  merges options.
 
 Validators never echo the value of a property listed as secret in their failure text.
 """
@@ -215,6 +217,38 @@ def args_props(args: Any, output_keys: Iterable[str]) -> dict[str, Any]:
     as outputs (keys that are also inputs keep the given value)."""
     props = {f.name: getattr(args, f.name) for f in fields(args)}
     return {**dict.fromkeys(output_keys), **props}
+
+
+def secret_inputs(props: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """`props` with the inputs at `paths` (`"key"` or `"key.field"`) wrapped in `Output.secret`.
+
+    `additional_secret_outputs` covers outputs only: an input passed as a plain string would be stored
+    in clear in the state's inputs. Marking a field of an object input (a connection's password)
+    rather than the whole object keeps the rest of it readable in `pulumi preview --diff`; the engine
+    carries nested secretness over to the matching output field.
+    """
+    fields_by_key: dict[str, list[str]] = {}
+    for path in paths:
+        key, _, field = path.partition(".")
+        fields_by_key.setdefault(key, []).append(field)
+    marked = dict(props)
+    for key, names in fields_by_key.items():
+        value = marked.get(key)
+        if value is None:
+            continue
+        if "" in names:
+            marked[key] = pulumi.Output.secret(value)
+        elif isinstance(value, Mapping):
+            marked[key] = _secret_fields(value, names)
+        else:  # an Output (or awaitable) of the whole object: mark the fields once it resolves
+            marked[key] = pulumi.Output.from_input(value).apply(lambda v, n=names: _secret_fields(v, n))
+    return marked
+
+
+def _secret_fields(value: Any, names: Sequence[str]) -> Any:
+    if not isinstance(value, Mapping):
+        return value  # check() reports the wrong type; nothing to mark
+    return {k: pulumi.Output.secret(v) if k in names and v is not None else v for k, v in value.items()}
 
 
 def with_secret_outputs(opts: pulumi.ResourceOptions | None, keys: Sequence[str]) -> pulumi.ResourceOptions:

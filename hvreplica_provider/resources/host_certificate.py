@@ -46,6 +46,7 @@ from hvreplica_provider.resources.base import (
     changed_keys,
     contains_unknown,
     diff_result,
+    secret_inputs,
     user_properties,
     with_secret_outputs,
 )
@@ -288,6 +289,6 @@ class HostCertificate(Resource, module="hvreplica", name="HostCertificate"):
         super().__init__(
             HostCertificateProvider(),
             resource_name,
-            args_props(args, OUTPUT_KEYS),
+            secret_inputs(args_props(args, OUTPUT_KEYS), SECRET_INPUTS),
             with_secret_outputs(opts, SECRET_OUTPUTS),
         )

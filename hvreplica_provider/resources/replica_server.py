@@ -36,6 +36,7 @@ from hvreplica_provider import hyperv as hv
 from hvreplica_provider import windows as win
 from hvreplica_provider.engine_values import normalise_ints
 from hvreplica_provider.remoting import (
+    CONNECTION_SECRET_FIELDS,
     HostConnection,
     NotFound,
     RemoteError,
@@ -53,13 +54,17 @@ from hvreplica_provider.resources.base import (
     args_props,
     contains_unknown,
     is_unknown,
+    secret_inputs,
     user_properties,
-    with_secret_outputs,
 )
 
 DEFAULT_CERTIFICATE_PORT = 443
 DEFAULT_KERBEROS_PORT = 80
-SECRET_OUTPUTS = ("connection", "certificate")
+SECRET_INPUTS = (
+    *(f"connection.{name}" for name in CONNECTION_SECRET_FIELDS),
+    "certificate.pfx_base64",
+    "certificate.pfx_password",
+)
 # Inputs that only matter to this provider: changing them never touches the host.
 LOCAL_KEYS = ("connection", "fqdn", "partner_trusted_ca_certs")
 HOST_KEYS = (
@@ -954,6 +959,6 @@ class ReplicaServer(Resource, module="hvreplica", name="ReplicaServer"):
         super().__init__(
             ReplicaServerProvider(),
             resource_name,
-            args_props(args, COMPUTED_KEYS),
-            with_secret_outputs(opts, SECRET_OUTPUTS),
+            secret_inputs(args_props(args, COMPUTED_KEYS), SECRET_INPUTS),
+            opts,
         )

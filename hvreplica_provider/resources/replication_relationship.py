@@ -1,8 +1,10 @@
 """ReplicationRelationship: one VM replicated from a primary host to a replica server.
 
-Create runs Enable-VMReplication, the initial replication and a read-back in ONE invocation on the
-primary; read is one Get-VMReplication of the VM by name. Settings Set-VMReplication can change update in
-place; the VM, the replica server name and the excluded disks replace.
+Create resolves the VM's name to its id on the primary (once; an ambiguous name is refused), then runs
+Enable-VMReplication, the initial replication and a read-back in ONE invocation. The id is an output, and
+every later read, update and delete addresses the VM by it on both hosts (`Get-VM -Id` piped to the Hyper-V
+cmdlet): names are not unique on a Hyper-V host, and a replica VM keeps its primary's id. Settings
+Set-VMReplication can change update in place; the VM, the replica server name and the excluded disks replace.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pulumi.dynamic import (
 from hvreplica_provider import clock, pki
 from hvreplica_provider import hyperv as hv
 from hvreplica_provider.remoting import (
+    CONNECTION_SECRET_FIELDS,
     HostConnection,
     InvalidState,
     NotFound,
@@ -41,15 +44,17 @@ from hvreplica_provider.resources.base import (
     args_props,
     contains_unknown,
     is_unknown,
+    secret_inputs,
     user_properties,
-    with_secret_outputs,
 )
 
 INITIAL_MODES = ("network", "scheduled", "export", "none")
 FREQUENCIES = (30, 300, 900)
 DEFAULT_WAIT_TIMEOUT_SEC = 1800
 POLL_INTERVAL_SEC = 2.0
-SECRET_OUTPUTS = ("primary", "replica")
+SECRET_INPUTS = tuple(
+    f"{side}.{name}" for side in ("primary", "replica") for name in CONNECTION_SECRET_FIELDS
+)
 REPLACE_KEYS = ("vm_name", "replica_server_fqdn", "excluded_vhd_paths")
 # Settings Set-VMReplication changes in place (the names of ReplicationSettings).
 SETTING_KEYS = (
@@ -77,7 +82,9 @@ LOCAL_KEYS = (
     "initial_replication_timeout_sec",
     "delete_replica_vm_on_destroy",
 )
-COMPUTED_KEYS = ("state", "health", "mode", "primary_server", "replica_server", "last_replication_time")
+COMPUTED_KEYS = (
+    "vm_id", "state", "health", "mode", "primary_server", "replica_server", "last_replication_time",
+)
 _DEFAULTS: dict[str, Any] = {
     "authentication": "Certificate",
     "replica_port": 443,
@@ -121,7 +128,7 @@ def observed(inputs: Mapping[str, Any], info: hv.VMReplicationInfo) -> dict[str,
     return {
         **inputs,
         **applied,
-        "vm_name": info.vm_name,
+        "vm_id": info.vm_id,
         "state": info.state,
         "health": info.health,
         "mode": info.mode,
@@ -188,18 +195,18 @@ class ReplicationRelationshipProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = user_properties(props)
         session = _session(inputs, "primary")
-        vm = inputs["vm_name"]
+        vm_id = hv.resolve_vm(session, inputs["vm_name"]).vm_id  # the only lookup by name
         initial = initial_from(inputs)
         try:
             result = session.run(
-                *hv.enable_cmds(vm, settings_from(inputs), initial, inputs.get("excluded_vhd_paths") or ())
+                *hv.enable_cmds(vm_id, settings_from(inputs), initial, inputs.get("excluded_vhd_paths") or ())
             )
             result.raise_errors()
             infos = hv.parse_replications(result.output)
         except InvalidState as refused:
             # A re-run after a failure half-way: adopt the existing leg when it points where we want.
-            infos = _adopt(session, inputs, initial, refused)
-        info = _primary_leg(infos, vm, session.host)
+            infos = _adopt(session, inputs, vm_id, initial, refused)
+        info = _primary_leg(infos, vm_id, session.host)
         if inputs.get("wait_for_initial_replication"):
             info = wait_until_replicating(session, inputs, info)
         return CreateResult(relationship_id(inputs), observed(inputs, info))
@@ -209,15 +216,16 @@ class ReplicationRelationshipProvider(ResourceProvider):
         if "primary" not in outputs:
             raise ValueError(f"ReplicationRelationship {id_!r}: import is not supported; declare it instead")
         inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_KEYS}
-        vm, session = inputs["vm_name"], _session(inputs, "primary")
+        session = _session(inputs, "primary")
         try:
-            info = hv.find_replication(hv.vm_replications(session, vm), vm, "Primary")
+            vm_id = _vm_id(outputs, session)
+            info = hv.find_replication(hv.vm_replications(session, vm_id), vm_id, "Primary")
         except NotFound as missing:
             # Not "gone": the connection may point at the wrong host; say what to do, keep the state.
             raise NotFound(
-                f"VM {vm!r} does not exist on {session.host}; if it was deleted, remove this "
-                "ReplicationRelationship from the program (its delete succeeds), "
-                "otherwise check primary.host",
+                f"VM {inputs['vm_name']!r} (id {outputs.get('vm_id') or 'unknown'}) does not exist on "
+                f"{session.host}; if it was deleted, remove this ReplicationRelationship from the program "
+                "(its delete succeeds), otherwise check primary.host",
                 cmdlet=missing.cmdlet,
                 fq_error_id=missing.fq_error_id,
                 category=missing.category,
@@ -235,66 +243,85 @@ class ReplicationRelationshipProvider(ResourceProvider):
             # Connection or provider-side options only: no host is touched.
             return UpdateResult({**inputs, **{k: olds.get(k) for k in COMPUTED_KEYS}})
         session = _session(inputs, "primary")
-        vm = inputs["vm_name"]
+        vm_id = _vm_id(olds, session)
         result = session.run(
-            hv.set_replication_cmd(vm, settings_from(inputs), changed), hv.replication_read_cmd(vm)
+            hv.set_replication_cmd(vm_id, settings_from(inputs), changed), hv.replication_read_cmd(vm_id)
         )
         result.raise_errors()
-        return UpdateResult(
-            observed(inputs, _primary_leg(hv.parse_replications(result.output), vm, session.host))
-        )
+        leg = _primary_leg(hv.parse_replications(result.output), vm_id, session.host)
+        return UpdateResult(observed(inputs, leg))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         outputs = user_properties(props)
-        vm = outputs["vm_name"]
         primary, replica = _session(outputs, "primary"), _session(outputs, "replica")
+        try:
+            vm_id = _vm_id(outputs, primary)
+        except NotFound:
+            # State from before ids were recorded, and the primary VM is gone: nothing can be addressed safely
+            # on the replica host by name, so nothing is touched there.
+            pulumi.log.warn(
+                f"ReplicationRelationship: VM {outputs['vm_name']!r} is gone from {primary.host} and its id "
+                f"was never recorded; its replica on {replica.host}, if any, is left as it is"
+            )
+            return
         # Remove-VMReplication affects only the host it runs on, so both legs go at once.
         with ThreadPoolExecutor(max_workers=1) as background:
-            primary_removed = background.submit(hv.remove_replication, primary, vm, "Primary")
-            remaining = hv.remove_replication(replica, vm, "Replica")
+            primary_removed = background.submit(hv.remove_replication, primary, vm_id)
+            replica_vm = hv.remove_replication(replica, vm_id)
             primary_removed.result()
-        # The replica VM goes only on request, and only once no replication of that name is left there.
-        if outputs.get("delete_replica_vm_on_destroy") and not any(i.vm_name == vm for i in remaining):
-            hv.remove_vm(replica, vm)
+        # The replica VM goes only on request, and only once it has no replication left (an extended
+        # replication of it would lose its source).
+        unreplicated = replica_vm is not None and replica_vm.replication_mode == "None"
+        if outputs.get("delete_replica_vm_on_destroy") and unreplicated:
+            hv.remove_vm(replica, vm_id)
+
+
+def _vm_id(outputs: Mapping[str, Any], primary: Session) -> str:
+    """The VM's id from the stored outputs. State written before ids were recorded resolves it once, by name,
+    on the primary (where the name must be unambiguous); the next read stores it."""
+    return outputs.get("vm_id") or hv.resolve_vm(primary, outputs["vm_name"]).vm_id
 
 
 def _adopt(
-    session: Session, inputs: Mapping[str, Any], initial: hv.InitialReplication, refused: InvalidState
+    session: Session,
+    inputs: Mapping[str, Any],
+    vm_id: str,
+    initial: hv.InitialReplication,
+    refused: InvalidState,
 ) -> list[hv.VMReplicationInfo]:
     """The VM's primary leg when the refused enable found it already replicating to our replica."""
-    vm = inputs["vm_name"]
-    infos = hv.vm_replications(session, vm)
-    leg = hv.find_replication(infos, vm, "Primary")
+    infos = hv.vm_replications(session, vm_id)
+    leg = hv.find_replication(infos, vm_id, "Primary")
     if leg is None:
-        raise _explained(inputs, refused)
+        raise _explained(inputs, vm_id, refused)
     if leg.settings.replica_server_fqdn.lower() != inputs["replica_server_fqdn"].lower():
         raise InvalidState(
-            f"VM {vm!r} already replicates to {leg.settings.replica_server_fqdn}; remove that replication "
-            "first (Remove-VMReplication) or point replica_server_fqdn at it",
+            f"VM {inputs['vm_name']!r} already replicates to {leg.settings.replica_server_fqdn}; remove that "
+            "replication first (Remove-VMReplication) or point replica_server_fqdn at it",
             cmdlet="Enable-VMReplication",
             host=session.host,
         ) from refused
     if leg.state == "ReadyForInitialReplication" and initial.mode != "none":
-        statements = hv.enable_cmds(vm, settings_from(inputs), initial)[1:]
-        result = session.run(*statements)
+        result = session.run(*hv.initial_replication_cmds(vm_id, initial), hv.replication_read_cmd(vm_id))
         result.raise_errors()
         infos = hv.parse_replications(result.output)
     return infos
 
 
-def _explained(inputs: Mapping[str, Any], refused: InvalidState) -> InvalidState:
-    """The refusal, with the likely cause when the replica host holds a VM of that name without replication:
-    a replica VM kept by an earlier delete (a replace deletes first) blocks enabling afresh."""
-    vm, replica = inputs["vm_name"], _session(inputs, "replica")
+def _explained(inputs: Mapping[str, Any], vm_id: str, refused: InvalidState) -> InvalidState:
+    """The refusal, with the likely cause when the replica host holds the VM's replica (same id) without
+    replication: a replica VM kept by an earlier delete (a replace deletes first) blocks enabling afresh."""
+    replica = _session(inputs, "replica")
     try:
-        if hv.vm_replications(replica, vm):
+        if hv.vm_replications(replica, vm_id):
             return refused
     except RemoteError:  # no such VM there, or the replica cannot say: the refusal stands as it is
         return refused
     return InvalidState(
-        f"{refused.remote_message}; {replica.host} still holds VM {vm!r} without replication, probably kept "
-        "by an earlier delete of this relationship (a replace deletes first): remove it there (Remove-VM) "
-        "to replicate afresh, or set delete_replica_vm_on_destroy before a change that replaces",
+        f"{refused.remote_message}; {replica.host} still holds the replica VM {inputs['vm_name']!r} "
+        f"(id {vm_id}) without replication, probably kept by an earlier delete of this relationship (a "
+        "replace deletes first): remove it there (Remove-VM) to replicate afresh, or set "
+        "delete_replica_vm_on_destroy before a change that replaces",
         cmdlet=refused.cmdlet,
         fq_error_id=refused.fq_error_id,
         category=refused.category,
@@ -302,10 +329,10 @@ def _explained(inputs: Mapping[str, Any], refused: InvalidState) -> InvalidState
     )
 
 
-def _primary_leg(infos: Sequence[hv.VMReplicationInfo], vm: str, host: str) -> hv.VMReplicationInfo:
-    info = hv.find_replication(infos, vm, "Primary")
+def _primary_leg(infos: Sequence[hv.VMReplicationInfo], vm_id: str, host: str) -> hv.VMReplicationInfo:
+    info = hv.find_replication(infos, vm_id, "Primary")
     if info is None:
-        raise RemoteError(f"replication of VM {vm!r} is not visible after enabling it", host=host)
+        raise RemoteError(f"replication of VM {vm_id} is not visible after enabling it", host=host)
     return info
 
 
@@ -343,7 +370,7 @@ def wait_until_replicating(
                 host=session.host,
             )
         sleep(poll_sec)
-        info = _primary_leg(hv.vm_replications(session, info.vm_name), info.vm_name, session.host)
+        info = _primary_leg(hv.vm_replications(session, info.vm_id), info.vm_id, session.host)
     print(f"{label}: Replicating, health {info.health}", flush=True)
     return info
 
@@ -526,6 +553,7 @@ class ReplicationRelationshipArgs:
 class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRelationship"):
     """Hyper-V Replica of one VM from `primary` to `replica_server_fqdn`."""
 
+    vm_id: pulumi.Output[str]
     state: pulumi.Output[str]
     health: pulumi.Output[str]
     mode: pulumi.Output[str]
@@ -542,6 +570,6 @@ class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRel
         super().__init__(
             ReplicationRelationshipProvider(),
             resource_name,
-            args_props(args, COMPUTED_KEYS),
-            with_secret_outputs(opts, SECRET_OUTPUTS),
+            secret_inputs(args_props(args, COMPUTED_KEYS), SECRET_INPUTS),
+            opts,
         )

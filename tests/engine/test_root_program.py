@@ -109,11 +109,17 @@ def test_dev_stack_builds_the_whole_scenario_on_hvsim(
         assert all(r["state"] == "Replicating" for r in resolved["replication"].values())
         _verify_on_hosts(lab, created, cas)
         _assert_no_secrets(resolved, created)
-        # Secrets are declared for the engine to encrypt (the mock runtime itself ignores them).
+        # Secrets are declared for the engine to encrypt (the mock runtime itself ignores them): computed
+        # ones as additional_secret_outputs, secret-bearing inputs as secrets in the registration, field by
+        # field so that the rest of a connection stays readable in a preview.
         secret = mocked_program.monitor.secret_outputs
         assert {"private_key_pem", "pfx_base64", "pfx_password"} <= set(secret[f"replica-cert-{HOST1}"])
-        assert {"connection", "certificate"} <= set(secret[f"replica-server-{HOST1}"])
-        assert {"primary", "replica"} <= set(secret[f"replica-repl-{HOST1}/web01"])
+        sent = mocked_program.monitor.secret_inputs
+        assert {"ca_private_key_pem"} <= sent[f"replica-cert-{HOST1}"]
+        assert sent[f"replica-server-{HOST1}"] == {
+            "__provider", "connection.password", "certificate.pfx_base64", "certificate.pfx_password",
+        }
+        assert sent[f"replica-repl-{HOST1}/web01"] == {"__provider", "primary.password", "replica.password"}
 
     return pulumi.Output.from_input(exports).apply(verify)
 

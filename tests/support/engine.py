@@ -45,7 +45,7 @@ import grpc
 import pulumi
 import pytest
 import yaml
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from pulumi.dynamic import ResourceProvider
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import mocks, rpc, settings
@@ -570,15 +570,28 @@ def _plain(value: Any) -> Any:
 
 
 class RecordingMonitor(mocks.MockMonitor):
-    """Keeps each resource's additional_secret_outputs, which the mock runtime does not apply."""
+    """Keeps each resource's additional_secret_outputs, which the mock runtime does not apply, and the
+    paths (`key` or `key.field`) of the inputs the program sent as secrets."""
 
     def __init__(self, forwarding: ForwardingMocks) -> None:
         super().__init__(forwarding)
         self.secret_outputs: dict[str, list[str]] = {}
+        self.secret_inputs: dict[str, set[str]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         self.secret_outputs[request.name] = list(request.additionalSecretOutputs)
+        sent = json_format.MessageToDict(request.object)
+        self.secret_inputs[request.name] = set(_secret_paths(sent, ""))
         return super().RegisterResource(request)
+
+
+def _secret_paths(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            yield path
+            return
+        for key, item in value.items():
+            yield from _secret_paths(item, f"{path}.{key}" if path else key)
 
 
 @dataclass
