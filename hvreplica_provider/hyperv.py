@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hvreplica_provider.remoting import (
+    Cmd,
     InvalidState,
     NotFound,
     RemoteError,
@@ -33,10 +34,12 @@ WILDCARD_CHARACTERS = "*?[]"
 # The error id Hyper-V's module uses for "replication is not enabled for virtual machine ..." (the part of the
 # FullyQualifiedErrorId before the command class).
 NOT_ENABLED_ERROR_ID = "VMReplication_NotEnabled"
+INVALID_STATE_ERROR_ID = "OperationFailed_InvalidReplicationState"
 
 _SERVER_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationServer"
 _ENTRY_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationAuthorizationEntry"
 _REPLICATION_TYPE = "Microsoft.HyperV.PowerShell.VMReplication"
+_VM_TYPE = "Microsoft.HyperV.PowerShell.VirtualMachine"
 _HEALTH_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationHealth"
 
 
@@ -91,6 +94,7 @@ class InitialReplication:
 @dataclass(frozen=True)
 class VMReplicationInfo:
     vm_name: str
+    vm_id: str  # lower-case GUID, the same on both hosts
     mode: str
     state: str
     health: str
@@ -206,9 +210,60 @@ def entry_cmds(
 # ---------------------------------------------------------------------------------------- VM replication
 
 
-def replication_read_cmd(vm_name: str | None = None) -> Statement:
-    """The replication legs of one VM (check refuses names with wildcard characters), or of every VM."""
-    return [cmd("Get-VMReplication", VMName=vm_name)]
+@dataclass(frozen=True)
+class VirtualMachineRef:
+    """A VM as Get-VM shows it: names are not unique on a host, the id is (and a replica VM keeps its
+    primary's id)."""
+
+    vm_id: str  # lower-case GUID
+    name: str
+    replication_mode: str
+
+
+def vm_by_id(vm_id: str) -> Cmd:
+    """The head of every pipeline after create: the one VM with this id (Get-VM -Id, "Id" parameter set),
+    piped to the Hyper-V cmdlet's -VM parameter (its "VMObject" set). An absent VM yields nothing, so the
+    cmdlet after it does nothing, and Get-VM writes a non-terminating ObjectNotFound error."""
+    return cmd("Get-VM", Id=vm_id)
+
+
+def parse_vms(objects: Sequence[Any]) -> list[VirtualMachineRef]:
+    return [
+        VirtualMachineRef(
+            vm_id=text(prop(o, "Id")).lower(),
+            name=text(prop(o, "Name")),
+            replication_mode=text(prop(o, "ReplicationMode")) or "None",
+        )
+        for o in objects
+        if is_type(o, _VM_TYPE)
+    ]
+
+
+def resolve_vm(session: Session, vm_name: str) -> VirtualMachineRef:
+    """The one VM named `vm_name` on this host that can be a primary (create only: names are resolved once,
+    then ids are used). Replica VMs kept here for other hosts do not count: they cannot replicate onwards
+    except as extended replication. Several candidates are refused: picking one would be a guess."""
+    result = session.run([cmd("Get-VM", Name=vm_name)])
+    result.raise_errors(allow=(NotFound,))
+    found = [v for v in parse_vms(result.output) if v.replication_mode != "Replica"]
+    if not found:
+        raise NotFound(f"there is no VM named {vm_name!r}", cmdlet="Get-VM", host=session.host)
+    if len(found) > 1:
+        ids = ", ".join(v.vm_id for v in found)
+        raise InvalidState(
+            f"{len(found)} VMs are named {vm_name!r} (ids {ids}); Hyper-V allows duplicate names, so the VM "
+            "to replicate is ambiguous: rename all but one of them (Rename-VM) and run again",
+            cmdlet="Get-VM",
+            host=session.host,
+        )
+    return found[0]
+
+
+def replication_read_cmd(vm_id: str | None = None) -> Statement:
+    """The replication legs of the VM with this id, or of every VM on the host."""
+    if vm_id is None:
+        return [cmd("Get-VMReplication")]
+    return [vm_by_id(vm_id), cmd("Get-VMReplication")]
 
 
 def is_not_enabled(error: RemoteError) -> bool:
@@ -241,6 +296,7 @@ def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
         out.append(
             VMReplicationInfo(
                 vm_name=text(prop(o, "VMName")),
+                vm_id=text(prop(o, "VMId")).lower(),
                 mode=text(prop(o, "ReplicationMode")),
                 state=text(prop(o, "ReplicationState")),
                 health=text(prop(o, "ReplicationHealth")),
@@ -253,16 +309,16 @@ def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
     return out
 
 
-def find_replication(infos: Sequence[VMReplicationInfo], vm_name: str, mode: str) -> VMReplicationInfo | None:
-    """The VM's leg in `mode` (Primary or Replica); names compare exactly as Hyper-V stores them."""
-    return next((i for i in infos if i.vm_name == vm_name and i.mode == mode), None)
+def find_replication(infos: Sequence[VMReplicationInfo], vm_id: str, mode: str) -> VMReplicationInfo | None:
+    """The leg in `mode` (Primary or Replica) of the VM with this id."""
+    return next((i for i in infos if i.vm_id == vm_id and i.mode == mode), None)
 
 
-def vm_replications(session: Session, vm_name: str) -> list[VMReplicationInfo]:
+def vm_replications(session: Session, vm_id: str) -> list[VMReplicationInfo]:
     """The VM's replication legs on this host in one pipeline; empty when replication is not enabled.
     A VM that does not exist raises NotFound: the caller decides whether that means gone."""
     try:
-        result = session.run(replication_read_cmd(vm_name))
+        result = session.run(replication_read_cmd(vm_id))
     except RemoteError as exc:
         if is_not_enabled(exc):
             return []
@@ -307,7 +363,7 @@ def _setting_params(s: ReplicationSettings, only: set[str] | None = None) -> dic
 
 
 def enable_cmds(
-    vm_name: str,
+    vm_id: str,
     settings: ReplicationSettings,
     initial: InitialReplication,
     excluded_vhd_paths: Sequence[str] = (),
@@ -315,67 +371,56 @@ def enable_cmds(
     """Enable-VMReplication, the initial replication as configured and a read-back, for ONE invocation."""
     enable = cmd(
         "Enable-VMReplication",
-        VMName=vm_name,
         ReplicaServerName=settings.replica_server_fqdn,
         **_setting_params(settings),
         ExcludedVhdPath=list(excluded_vhd_paths) or None,
         ErrorAction="Stop",
     )
-    statements: list[Statement] = [[enable]]
-    if initial.mode == "network":
-        statements.append([cmd("Start-VMInitialReplication", VMName=vm_name, ErrorAction="Stop")])
-    elif initial.mode == "scheduled":
-        statements.append(
-            [
-                cmd(
-                    "Start-VMInitialReplication",
-                    VMName=vm_name,
-                    InitialReplicationStartTime=initial.start_time,
-                    ErrorAction="Stop",
-                )
-            ]
-        )
-    elif initial.mode == "export":
-        statements.append(
-            [
-                cmd(
-                    "Start-VMInitialReplication",
-                    VMName=vm_name,
-                    DestinationPath=initial.destination_path,
-                    ErrorAction="Stop",
-                )
-            ]
-        )
-    statements.append(replication_read_cmd(vm_name))
-    return statements
+    return [[vm_by_id(vm_id), enable], *initial_replication_cmds(vm_id, initial), replication_read_cmd(vm_id)]
 
 
-def set_replication_cmd(vm_name: str, settings: ReplicationSettings, changed: set[str]) -> Statement:
+def initial_replication_cmds(vm_id: str, initial: InitialReplication) -> list[Statement]:
+    """Start-VMInitialReplication as `initial` says (nothing for mode "none")."""
+    options = {
+        "network": {},
+        "scheduled": {"InitialReplicationStartTime": initial.start_time},
+        "export": {"DestinationPath": initial.destination_path},
+    }
+    if initial.mode not in options:
+        return []
+    return [[vm_by_id(vm_id), cmd("Start-VMInitialReplication", **options[initial.mode], ErrorAction="Stop")]]
+
+
+def set_replication_cmd(vm_id: str, settings: ReplicationSettings, changed: set[str]) -> Statement:
     params = _setting_params(settings, changed)
-    return [cmd("Set-VMReplication", VMName=vm_name, **params, ErrorAction="Stop")]
+    return [vm_by_id(vm_id), cmd("Set-VMReplication", **params, ErrorAction="Stop")]
 
 
-def remove_replication(session: Session, vm_name: str, mode: str) -> list[VMReplicationInfo]:
-    """Remove the VM's `mode` leg (Primary/Replica) on this host in one invocation: the legs are listed, then
-    only the one in `mode` is piped to Remove-VMReplication, so a VM of the same name replicating some other
-    way is left alone. Returns the legs left on this host; a VM without replication, or one that no longer
-    exists, has nothing to remove."""
-    listing = replication_read_cmd(vm_name)
-    removal = [cmd("Get-VMReplication", VMName=vm_name, ReplicationMode=mode), cmd("Remove-VMReplication")]
-    try:
-        result = session.run(listing, removal)
-    except RemoteError as exc:
-        if is_not_enabled(exc):
-            return []
-        raise
+def remove_replication(session: Session, vm_id: str) -> VirtualMachineRef | None:
+    """Remove the replication of the VM with this id on this host (Remove-VMReplication affects only the host
+    it runs on), then read the VM back, in one invocation. The VM is the relationship's own on either host (a
+    replica VM keeps its primary's id), so another VM of the same name is never touched. Returns the VM as it
+    is now; None when it does not exist. A VM without replication has nothing to remove."""
+    result = session.run([vm_by_id(vm_id), cmd("Remove-VMReplication")], [vm_by_id(vm_id)])
+    for error in result.errors:
+        if not (isinstance(error, NotFound) or _nothing_to_remove(error)):
+            raise error
+    vms = parse_vms(result.output)
+    return vms[0] if vms else None
+
+
+def _nothing_to_remove(error: RemoteError) -> bool:
+    """Remove-VMReplication's refusal for a VM without replication: Windows raises its invalid-state
+    exception (RemoveVMReplication.cs, OperationFailed_InvalidReplicationState); hvsim writes
+    VMReplication_NotEnabled."""
+    error_id = error.fq_error_id.split(",", 1)[0]
+    return isinstance(error, InvalidState) and error_id in (NOT_ENABLED_ERROR_ID, INVALID_STATE_ERROR_ID)
+
+
+def remove_vm(session: Session, vm_id: str) -> None:
+    """Delete the (replica) VM with this id; already gone is success."""
+    result = session.run([vm_by_id(vm_id), cmd("Remove-VM", Force=True)])
     result.raise_errors(allow=(NotFound,))
-    infos = parse_replications(result.output)
-    return [i for i in infos if not (i.vm_name == vm_name and i.mode == mode)]
-
-
-def remove_vm(session: Session, vm_name: str) -> None:
-    """Delete a (replica) VM; already gone is success (Get-VM reports a missing name as NotFound)."""
-    session.run([cmd("Remove-VM", Name=vm_name, Force=True)]).raise_errors(allow=(NotFound,))
 
 
 _DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.\d+)?S)?)?")

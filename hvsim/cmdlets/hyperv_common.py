@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -71,7 +72,19 @@ def _datetime(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _guid(value: Any) -> str:
+    """System.Guid from its string forms (with or without braces/dashes); kept as the lower-case D form."""
+    try:
+        return str(uuid.UUID(str(value).strip()))
+    except ValueError:
+        raise ConversionError(
+            f'Cannot convert value "{value}" to type "System.Guid". Error: "Guid should contain 32 digits '
+            'with 4 dashes (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)."'
+        ) from None
+
+
 TIMESPAN = ParamType("System.TimeSpan", _timespan)
+GUID = ParamType("System.Guid", _guid)
 DATETIME = ParamType("System.DateTime", _datetime)
 VM_OBJECTS = ParamType(
     f"{VIRTUAL_MACHINE_TYPE}[]",

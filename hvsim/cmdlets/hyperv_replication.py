@@ -528,15 +528,16 @@ def _apply_target_change(
 def _query_params() -> list[Param]:
     return [
         *vm_params(name_sets=("VMName",), object_sets=("VMObject",), mandatory=False),
-        Param("ReplicaServerName", STRING, aliases=("ReplicaServer",)),
-        Param("PrimaryServerName", STRING, aliases=("PrimaryServer",)),
-        Param("ReplicationState", enum_type(VMReplicationState)),
-        Param("ReplicationHealth", enum_type(VMReplicationHealthState)),
-        Param("ReplicationMode", enum_type(VMReplicationMode)),
+        # The filters exist in the VMName set only (GetVMReplication.cs): piped VMs are taken as they come.
+        Param("ReplicaServerName", STRING, aliases=("ReplicaServer",), sets=("VMName",)),
+        Param("PrimaryServerName", STRING, aliases=("PrimaryServer",), sets=("VMName",)),
+        Param("ReplicationState", enum_type(VMReplicationState), aliases=("State",), sets=("VMName",)),
         Param(
-            "ReplicationRelationshipType", enum_type(VMReplicationRelationshipType), aliases=("Relationship",)
+            "ReplicationHealth", enum_type(VMReplicationHealthState), aliases=("Health",), sets=("VMName",)
         ),
-        Param("TrustGroup", STRING),
+        Param("ReplicationMode", enum_type(VMReplicationMode), aliases=("Mode",), sets=("VMName",)),
+        _RELATIONSHIP,
+        Param("TrustGroup", STRING, sets=("VMName",)),
     ]
 
 
@@ -619,7 +620,13 @@ _VM_REPLICATIONS = Param(
 @cmdlet(
     "Remove-VMReplication",
     f"{COMMANDS}.RemoveVMReplication",
-    [*vm_params(name_sets=("VMName",), object_sets=("VMObject",)), _VM_REPLICATIONS, _RELATIONSHIP, PASSTHRU],
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        _VM_REPLICATIONS,
+        # RemoveVMReplication.cs: -ReplicationRelationshipType only with -VMName.
+        dataclasses.replace(_RELATIONSHIP, sets=("VMName",)),
+        PASSTHRU,
+    ],
     default_set="VMName",
     supports_should_process=True,
 )

@@ -22,6 +22,7 @@ from hvsim.cmdlets.base import (
 from hvsim.cmdlets.hyperv_common import (
     COMMANDS,
     COMPUTER_NAME,
+    GUID,
     VIRTUALIZATION_EXCEPTION,
     check_computer_name,
     find_vms,
@@ -42,7 +43,8 @@ VM_SETS = ("Name", "VMObject")
     f"{COMMANDS}.GetVM",
     [
         Param("Name", STRINGS, aliases=("VMName",), position=0, sets=("Name",)),
-        Param("Id", STRING, sets=("Id",)),
+        # Guid? in the "Id" set, position 0 there (GetVM.cs); -Name, declared first, keeps positional ones.
+        Param("Id", GUID, position=0, sets=("Id",)),
         COMPUTER_NAME,
     ],
     default_set="Name",
