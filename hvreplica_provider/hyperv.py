@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
+from hvreplica_provider.inputs import RelationshipAuthentication, ReplicaServerAuthentication
 from hvreplica_provider.remoting import (
     Cmd,
     InvalidState,
@@ -28,8 +29,8 @@ from hvreplica_provider.remoting import (
 
 ANY_PRIMARY = "*"
 DEFAULT_TRUST_GROUP = "DEFAULT"
-SERVER_AUTHENTICATIONS = ("Certificate", "Kerberos", "CertificateAndKerberos")
-VM_AUTHENTICATIONS = ("Certificate", "Kerberos")
+SERVER_AUTHENTICATIONS: tuple[str, ...] = get_args(ReplicaServerAuthentication)
+VM_AUTHENTICATIONS: tuple[str, ...] = get_args(RelationshipAuthentication)
 WILDCARD_CHARACTERS = "*?[]"
 # The error id Hyper-V's module uses for "replication is not enabled for virtual machine ..." (the part of the
 # FullyQualifiedErrorId before the command class).

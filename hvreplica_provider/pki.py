@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -23,9 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-RSA_KEY_SIZES = (2048, 3072, 4096)
-PFX_ENCRYPTIONS = ("legacy", "aes256")
-PfxEncryption = Literal["legacy", "aes256"]
+from hvreplica_provider.inputs import PfxEncryption, RsaBits
+
+RSA_KEY_SIZES: tuple[int, ...] = get_args(RsaBits)
+PFX_ENCRYPTIONS: tuple[str, ...] = get_args(PfxEncryption)
 
 # Backdating absorbs clock skew between the workstation that issues and the hosts that verify.
 CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import requests
 from cryptography import x509
@@ -36,9 +36,10 @@ from pypsrp.wsman import WSMan
 from urllib3.exceptions import NameResolutionError
 
 from hvreplica_provider.engine_values import normalise_ints
+from hvreplica_provider.inputs import Transport, WinRMAuth
 
-TRANSPORTS = ("https", "http")
-AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "basic", "certificate", "credssp")
+TRANSPORTS: tuple[str, ...] = get_args(Transport)
+AUTH_METHODS: tuple[str, ...] = get_args(WinRMAuth)
 DEFAULT_HTTPS_PORT = 5986
 DEFAULT_HTTP_PORT = 5985
 DEFAULT_OPERATION_TIMEOUT_SEC = 20
@@ -213,7 +214,8 @@ CONNECTION_SECRET_FIELDS = ("password", "client_key_pem")
 
 @dataclass(frozen=True)
 class HostConnection:
-    """How to reach one host over WinRM (DESIGN.md §4). Not part of any remote object."""
+    """How to reach one host over WinRM, as the providers parse a `HostConnectionArgs` input. Not part
+    of any remote object."""
 
     host: str
     port: int | None = None  # 5986 for https, 5985 for http

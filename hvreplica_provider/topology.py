@@ -1,5 +1,5 @@
 """A replication topology as one ComponentResource: Hyper-V hosts in different, untrusted domains that
-replicate VMs to each other over certificate authentication (the scenario of reference/seed-scenario.md).
+replicate VMs to each other over certificate authentication (README.md, "Why").
 
 For every host: a HostCertificate from the host's CA and a ReplicaServer that trusts its own CA and the
 CAs of its partners, accepts every partner as a primary (so replication can be reversed after a
@@ -17,6 +17,7 @@ from typing import Any
 
 import pulumi
 
+from hvreplica_provider.inputs import HostConnectionArgs, PfxEncryption, RsaBits
 from hvreplica_provider.resources.certificate_authority import (
     CertificateAuthority,
     CertificateAuthorityArgs,
@@ -53,47 +54,62 @@ class TopologyError(ValueError):
 
 @dataclass(frozen=True)
 class TopologyHost:
-    """One Hyper-V host. `connection` is a HostConnection input (it may hold secret Outputs); `address`
-    is the IP its partners write into their hosts files; `ca` issues its certificate."""
+    """One Hyper-V host of a ReplicaTopology."""
 
     fqdn: str
-    connection: pulumi.Input[Mapping[str, Any]]
+    """The name partners use to reach it; its certificate is issued for this name."""
+    connection: pulumi.Input[HostConnectionArgs]
+    """How the provider reaches it over WinRM (may hold secret Outputs, e.g. the password)."""
     address: str
+    """The IP address its partners write into their hosts files for `fqdn`."""
     ca: CertificateAuthority
+    """The CA that issues its certificate (its partners trust it)."""
     storage_location: str = DEFAULT_STORAGE_LOCATION
+    """Where it stores the replica VMs of its partners (a path on the host)."""
     additional_dns_names: tuple[str, ...] = ()
+    """Further names in its certificate, e.g. a Hyper-V Replica Broker's client access point."""
+    site: str | None = None
+    """A label for outputs (the site or domain it belongs to); creates nothing."""
 
 
 @dataclass(frozen=True)
 class ReplicationFlow:
-    """VMs of `primary` replicated to `replica` (host FQDNs of the topology)."""
+    """VMs of one host replicated to another host of the same topology."""
 
     primary: str
+    """FQDN of the host that runs the VMs."""
     replica: str
+    """FQDN of the host that receives the replicas."""
     vms: tuple[str, ...]
+    """Names of the VMs on `primary`; one ReplicationRelationship each."""
 
 
 @dataclass(frozen=True)
 class CertificateOptions:
     """HostCertificate settings for every host; None keeps the resource's default."""
 
-    rsa_bits: int | None = None
+    rsa_bits: RsaBits | None = None
+    """Key size of every host certificate."""
     validity_days: int | None = None
+    """Lifetime of every host certificate, in days (never past its CA's expiry)."""
     early_renewal_days: int | None = None
-    pfx_encryption: str | None = None
+    """Days before expiry at which `pulumi up` renews a host certificate."""
+    pfx_encryption: PfxEncryption | None = None
+    """`legacy` (Server 2012 R2/2016 import it) or `aes256` (Server 2019+)."""
 
 
 @dataclass(frozen=True)
 class ReplicationOptions:
-    """ReplicaServer and ReplicationRelationship settings for the whole topology.
-
-    `disable_revocation_check` defaults to True because the private CAs built here publish no CRL, and
-    Hyper-V's revocation check fails without one. `relationship` holds RELATIONSHIP_SETTINGS values.
-    """
+    """ReplicaServer and ReplicationRelationship settings for the whole topology."""
 
     disable_revocation_check: bool = True
+    """True by default: the private CAs built here publish no CRL, and Hyper-V's revocation check fails
+    without one."""
     certificate_port: int | None = None
+    """The replica servers' HTTPS port and the relationships' `replica_port` (443 when None)."""
     relationship: Mapping[str, Any] = field(default_factory=dict)
+    """ReplicationRelationship inputs for every VM, keys from RELATIONSHIP_SETTINGS (e.g.
+    `frequency_sec`, `recovery_history`, `initial_replication`)."""
 
 
 def relationship_key(primary: str, vm: str) -> str:
@@ -150,9 +166,11 @@ def partners(fqdn: str, flows: Sequence[ReplicationFlow]) -> list[str]:
 class ReplicaTopology(pulumi.ComponentResource):
     """Host certificates, replica servers and VM relationships of a set of hosts (see the module doc).
 
-    Members: `certificates` and `servers` by lower-case FQDN, `relationships` by `relationship_key`.
+    Members: `hosts`, `certificates` and `servers` by lower-case FQDN, `relationships` by
+    `relationship_key`.
     """
 
+    hosts: dict[str, TopologyHost]
     certificates: dict[str, HostCertificate]
     servers: dict[str, ReplicaServer]
     relationships: dict[str, ReplicationRelationship]
@@ -172,6 +190,7 @@ class ReplicaTopology(pulumi.ComponentResource):
         validate([h.fqdn for h in hosts], flows, options.relationship)
         child = pulumi.ResourceOptions(parent=self)
         by_fqdn = {h.fqdn.lower(): h for h in hosts}
+        self.hosts = by_fqdn
 
         self.certificates = {
             fqdn: HostCertificate(

@@ -1,8 +1,9 @@
 """The Hyper-V model of one emulated host: VMs, the replication server, authorization entries, VM replication.
 
-State names are the PowerShell enum names of hyperv-replica.md §1.1 (`ReplicationState` as PowerShell derives
-it, §3.1), so the cmdlet layer only maps names to enum values. Work across hosts lives elsewhere: the
-connection check in hvsim/network.py, time-driven transitions in hvsim/scheduler.py, enabling in the cmdlets.
+State names are the PowerShell enum names of the Hyper-V module (`ReplicationState` as PowerShell derives it
+from the WMI state and the mode), so the cmdlet layer only maps names to enum values. Work across hosts lives
+elsewhere: the connection check in hvsim/network.py, time-driven transitions in hvsim/scheduler.py,
+enabling in the cmdlets.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ DEFAULT_VHD_DIR = "C:\\ProgramData\\Microsoft\\Windows\\Virtual Hard Disks"
 DEFAULT_DISK_DATA_BYTES = 8 * GIB
 DEFAULT_DISK_SIZE_BYTES = 127 * GIB
 
-# hyperv-replica.md §1.4 fresh-host values.
+# The values a freshly installed Hyper-V host reports.
 DEFAULT_KERBEROS_PORT = 80
 DEFAULT_CERTIFICATE_PORT = 443
 DEFAULT_MONITORING_INTERVAL = timedelta(hours=12)

@@ -43,7 +43,7 @@ class HostDirectory(Protocol):
 HTTP_LISTENER_RULE = HVR_HTTP_RULE
 HTTPS_LISTENER_RULE = HVR_HTTPS_RULE
 
-# Win32 / SSPI / CryptoAPI codes Hyper-V Replica puts in its messages (hyperv-replica.md §4.4).
+# Win32 / SSPI / CryptoAPI codes Hyper-V Replica puts in its messages.
 ERROR_WINHTTP_TIMEOUT = 0x00002EE2
 ERROR_WINHTTP_NAME_NOT_RESOLVED = 0x00002EE7
 ERROR_WINHTTP_CANNOT_CONNECT = 0x00002EFD

@@ -114,7 +114,7 @@ class Scheduler:
 
 # Emulated replication link: what initial replication and each cycle's delta cost in emulated time.
 LINK_BYTES_PER_SEC = 100 * 1024**2
-ERROR_RETRY = timedelta(minutes=5)  # hyperv-replica.md §3.2 #7
+ERROR_RETRY = timedelta(minutes=5)  # Hyper-V retries a failed transfer every 5 minutes
 RECOVERY_POINT_INTERVAL = timedelta(hours=1)
 HEALTH_SYNC_LIMIT = timedelta(hours=1)  # §3.6
 HEALTH_MISSED_RATIO = 0.2

@@ -25,6 +25,7 @@ from pulumi.dynamic import (
 
 from hvreplica_provider import clock, pki
 from hvreplica_provider.engine_values import whole_number
+from hvreplica_provider.inputs import RsaBits
 from hvreplica_provider.resources.base import (
     CheckFailures,
     args_props,
@@ -152,17 +153,27 @@ def _length_problem(key: str) -> Callable[[str], str | None]:
 
 @dataclass
 class CertificateAuthorityArgs:
-    """Inputs of `CertificateAuthority` (see DESIGN §4)."""
+    """Inputs of `CertificateAuthority`: a self-signed root CA for Hyper-V Replica host certificates.
+    Every input but `early_renewal_days` replaces the CA (and so every certificate it signed)."""
 
     common_name: pulumi.Input[str]
+    """Subject CN (at most 64 characters), e.g. `Contoso Hyper-V Replica CA`."""
     organization: pulumi.Input[str] | None = None
+    """Subject O (at most 64 characters)."""
     organizational_unit: pulumi.Input[str] | None = None
+    """Subject OU (at most 64 characters)."""
     country: pulumi.Input[str] | None = None
+    """Subject C: a two-letter ISO 3166 code such as `PL`."""
     state: pulumi.Input[str] | None = None
+    """Subject ST (at most 128 characters)."""
     locality: pulumi.Input[str] | None = None
-    rsa_bits: pulumi.Input[int] | None = None
+    """Subject L (at most 128 characters)."""
+    rsa_bits: pulumi.Input[RsaBits] | None = None
+    """RSA key size: 2048, 3072 or 4096 (default 4096)."""
     validity_days: pulumi.Input[int] | None = None
+    """Lifetime in days, 1..36500 (default 3650)."""
     early_renewal_days: pulumi.Input[int] | None = None
+    """`pulumi up` replaces the CA once fewer days than this remain (default 90); changes in place."""
 
 
 class CertificateAuthority(Resource, module="hvreplica", name="CertificateAuthority"):

@@ -40,6 +40,7 @@ from pulumi.dynamic import (
 )
 
 from hvreplica_provider import clock, pki
+from hvreplica_provider.inputs import PfxEncryption, RsaBits
 from hvreplica_provider.resources.base import (
     CheckFailures,
     args_props,
@@ -254,18 +255,29 @@ def _full_chain(cert_pem: str, ca_cert_pem: str) -> str:
 
 @dataclass
 class HostCertificateArgs:
-    """Inputs of `HostCertificate` (see DESIGN §4). Omit `pfx_password` to have one generated."""
+    """Inputs of `HostCertificate`: a Hyper-V Replica host certificate (Server and Client
+    Authentication, CN and SAN = `fqdn`) signed by a CA, with a PFX to import on the host."""
 
     ca_cert_pem: pulumi.Input[str]
+    """The signing CA's certificate (a CertificateAuthority's `cert_pem`)."""
     ca_private_key_pem: pulumi.Input[str]
+    """The signing CA's private key (its `private_key_pem`). Secret."""
     fqdn: pulumi.Input[str]
+    """The name partners use for the host; CN and first SAN. No IP, single label or wildcard."""
     additional_dns_names: pulumi.Input[list[pulumi.Input[str]]] | None = None
-    rsa_bits: pulumi.Input[int] | None = None
+    """Further SAN DNS names, e.g. a Hyper-V Replica Broker's client access point."""
+    rsa_bits: pulumi.Input[RsaBits] | None = None
+    """RSA key size: 2048, 3072 or 4096 (default 4096)."""
     validity_days: pulumi.Input[int] | None = None
+    """Lifetime in days (default 730); never past the CA's own expiry."""
     early_renewal_days: pulumi.Input[int] | None = None
+    """`pulumi up` replaces the certificate once fewer days than this remain (default 30)."""
     pfx_password: pulumi.Input[str] | None = None
-    pfx_encryption: pulumi.Input[str] | None = None
+    """Password of the PFX. Secret; generated (192 bits) and kept when absent."""
+    pfx_encryption: pulumi.Input[PfxEncryption] | None = None
+    """`legacy` (default; Server 2012 R2/2016 import it) or `aes256` (Server 2019+)."""
     friendly_name: pulumi.Input[str] | None = None
+    """Friendly name stored in the PFX (default `fqdn`)."""
 
 
 class HostCertificate(Resource, module="hvreplica", name="HostCertificate"):

@@ -35,6 +35,12 @@ from hvreplica_provider import clock, pki
 from hvreplica_provider import hyperv as hv
 from hvreplica_provider import windows as win
 from hvreplica_provider.engine_values import normalise_ints
+from hvreplica_provider.inputs import (
+    AllowedPrimaryArgs,
+    HostConnectionArgs,
+    ReplicaServerAuthentication,
+    ReplicaServerCertificateArgs,
+)
 from hvreplica_provider.remoting import (
     CONNECTION_SECRET_FIELDS,
     HostConnection,
@@ -922,25 +928,41 @@ def _check_certificate(
 
 @dataclass
 class ReplicaServerArgs:
-    """Inputs of `ReplicaServer` (DESIGN.md §4). `connection` is a HostConnection dict; `certificate` is
-    {pfx_base64, pfx_password, thumbprint}; `allowed_primaries` items are {primary_server,
-    storage_location, trust_group}; `hosts_entries` maps FQDN -> IP."""
+    """Inputs of `ReplicaServer`: the replication side of one Hyper-V host (trusted CAs, certificate,
+    revocation check, firewall, hosts file, replica-server settings and authorization entries)."""
 
-    connection: pulumi.Input[Mapping[str, Any]]
+    connection: pulumi.Input[HostConnectionArgs]
+    """How to reach the host over WinRM; only a change of `host`/`port` replaces the resource."""
     fqdn: pulumi.Input[str]
-    certificate: pulumi.Input[Mapping[str, Any]] | None = None
+    """The name partners use for this host; the certificate must cover it."""
+    certificate: pulumi.Input[ReplicaServerCertificateArgs] | None = None
+    """The host certificate to install (required for certificate authentication). Secret. A change is
+    a rotation: the new one is installed first, the old one removed once no replication uses it."""
     trusted_ca_certs: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    """PEMs of the own and the partners' CAs, for `LocalMachine\\Root`."""
     partner_trusted_ca_certs: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    """Checked only: the CAs the partners trust; a certificate none of them signed is refused."""
     disable_revocation_check: pulumi.Input[bool] | None = None
-    authentication: pulumi.Input[str] | None = None
+    """Sets `DisableCertRevocationCheck` = 1 (default false); needed for a CA that publishes no CRL."""
+    authentication: pulumi.Input[ReplicaServerAuthentication] | None = None
+    """`Certificate` (default), `Kerberos` or `CertificateAndKerberos`."""
     certificate_port: pulumi.Input[int] | None = None
+    """HTTPS port of the replication listener (default 443)."""
     kerberos_port: pulumi.Input[int] | None = None
+    """HTTP port for Kerberos (default 80)."""
     replication_enabled: pulumi.Input[bool] | None = None
-    allowed_primaries: pulumi.Input[Sequence[pulumi.Input[Mapping[str, Any]]]] | None = None
+    """True (default) makes the host a replica server; false prepares a primary-only host."""
+    allowed_primaries: pulumi.Input[Sequence[pulumi.Input[AllowedPrimaryArgs]]] | None = None
+    """Authorization entries: which primaries may replicate here, and where their replicas go."""
     allow_any_primary: pulumi.Input[bool] | None = None
+    """Accept any authenticated primary instead of `allowed_primaries` (default false)."""
     default_storage_location: pulumi.Input[str] | None = None
+    """Where replicas go with `allow_any_primary`."""
     open_firewall: pulumi.Input[bool] | None = None
+    """Enable the listener's inbound firewall rule (default true)."""
     hosts_entries: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None
+    """FQDN -> IP in a marked block of the hosts file (other lines stay), so partners in other domains
+    resolve."""
 
 
 class ReplicaServer(Resource, module="hvreplica", name="ReplicaServer"):

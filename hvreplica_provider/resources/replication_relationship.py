@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pulumi
 from pulumi.dynamic import (
@@ -29,6 +29,12 @@ from pulumi.dynamic import (
 
 from hvreplica_provider import clock, pki
 from hvreplica_provider import hyperv as hv
+from hvreplica_provider.inputs import (
+    HostConnectionArgs,
+    InitialReplicationMode,
+    RelationshipAuthentication,
+    ReplicationFrequency,
+)
 from hvreplica_provider.remoting import (
     CONNECTION_SECRET_FIELDS,
     HostConnection,
@@ -48,8 +54,8 @@ from hvreplica_provider.resources.base import (
     user_properties,
 )
 
-INITIAL_MODES = ("network", "scheduled", "export", "none")
-FREQUENCIES = (30, 300, 900)
+INITIAL_MODES: tuple[str, ...] = get_args(InitialReplicationMode)
+FREQUENCIES: tuple[int, ...] = get_args(ReplicationFrequency)
 DEFAULT_WAIT_TIMEOUT_SEC = 1800
 POLL_INTERVAL_SEC = 2.0
 SECRET_INPUTS = tuple(
@@ -519,35 +525,71 @@ def _check_initial(checked: CheckFailures) -> None:
             "with initial_replication 'none' nothing starts the initial "
             "copy; do not wait for it, or pick another initial_replication mode",
         )
+    if mode == "export" and checked.inputs.get("wait_for_initial_replication") is True:
+        # The exported copy completes only when someone carries it to the replica and imports it there.
+        checked.add(
+            "wait_for_initial_replication",
+            "with initial_replication 'export' the initial copy completes only after it is carried to "
+            "the replica server and imported there (Import-VMInitialReplication), which no `pulumi up` "
+            "waits for; set wait_for_initial_replication to false",
+        )
 
 
 @dataclass
 class ReplicationRelationshipArgs:
-    """Inputs of `ReplicationRelationship` (DESIGN.md §4). `primary`/`replica` are HostConnection dicts."""
+    """Inputs of `ReplicationRelationship`: Hyper-V Replica of one VM from `primary` to the replica
+    server `replica_server_fqdn`."""
 
-    primary: pulumi.Input[Mapping[str, Any]]
-    replica: pulumi.Input[Mapping[str, Any]]
+    primary: pulumi.Input[HostConnectionArgs]
+    """WinRM connection to the host that runs the VM."""
+    replica: pulumi.Input[HostConnectionArgs]
+    """WinRM connection to the replica server."""
     vm_name: pulumi.Input[str]
+    """The VM's name on the primary (no `*`, `?`, `[`, `]`: the cmdlets treat them as wildcards)."""
     replica_server_fqdn: pulumi.Input[str]
-    authentication: pulumi.Input[str] | None = None
+    """The replica server's DNS name as the primary resolves it (never an IP address)."""
+    authentication: pulumi.Input[RelationshipAuthentication] | None = None
+    """`Certificate` (default) or `Kerberos`."""
     certificate_thumbprint: pulumi.Input[str] | None = None
+    """Thumbprint of the primary's own certificate (required for `Certificate`)."""
     replica_port: pulumi.Input[int] | None = None
-    frequency_sec: pulumi.Input[int] | None = None
+    """The replica server's listener port (default 443)."""
+    frequency_sec: pulumi.Input[ReplicationFrequency] | None = None
+    """Seconds between replication cycles: 30, 300 (default) or 900."""
     recovery_history: pulumi.Input[int] | None = None
+    """Additional recovery points kept on the replica, 0..24 (default 0)."""
     vss_snapshot_frequency_hour: pulumi.Input[int] | None = None
+    """Hours between application-consistent (VSS) points, 1..12; 0 (default) is off. Needs
+    `recovery_history` >= 1."""
     compression: pulumi.Input[bool] | None = None
+    """Compress replication traffic (default true)."""
     replicate_host_kvp_items: pulumi.Input[bool] | None = None
+    """Replicate the host's KVP items (default true)."""
     auto_resynchronize: pulumi.Input[bool] | None = None
+    """Resynchronise automatically when required (default true)."""
     auto_resynchronize_start: pulumi.Input[str] | None = None
+    """Start of the automatic resynchronisation window, `hh:mm:ss`."""
     auto_resynchronize_end: pulumi.Input[str] | None = None
+    """End of the automatic resynchronisation window, `hh:mm:ss`."""
     excluded_vhd_paths: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    """Virtual disks not replicated (paths on the primary); a change replaces the relationship."""
     bypass_proxy_server: pulumi.Input[bool] | None = None
-    initial_replication: pulumi.Input[str] | None = None
+    """Connect to the replica server without the primary's proxy (default false)."""
+    initial_replication: pulumi.Input[InitialReplicationMode] | None = None
+    """`network` (default), `scheduled` (at `initial_replication_start_time`), `export` (to
+    `initial_replication_destination_path`, then `Import-VMInitialReplication` on the replica) or
+    `none`."""
     initial_replication_start_time: pulumi.Input[str] | None = None
+    """ISO-8601 UTC start for `scheduled`, in the future and at most 7 days ahead."""
     initial_replication_destination_path: pulumi.Input[str] | None = None
+    """Where the primary writes the initial copy for `export` (a path or share it can write)."""
     wait_for_initial_replication: pulumi.Input[bool] | None = None
+    """Wait until the initial copy is done and the state is Replicating (default false); refused with
+    `export` and `none`, where nothing completes it unattended."""
     initial_replication_timeout_sec: pulumi.Input[int] | None = None
+    """How long to wait for the initial copy (default 1800)."""
     delete_replica_vm_on_destroy: pulumi.Input[bool] | None = None
+    """Also delete the replica VM when the relationship is destroyed (default false: data is kept)."""
 
 
 class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRelationship"):

@@ -1,5 +1,5 @@
 """What every Hyper-V cmdlet shares: parameter types, VM selection (-VMName with wildcards, -VM objects),
--ComputerName handling and the Hyper-V error records (hyperv-replica.md §2.0)."""
+-ComputerName handling and the Hyper-V error records."""
 
 from __future__ import annotations
 

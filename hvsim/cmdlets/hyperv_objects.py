@@ -1,4 +1,4 @@
-"""Hyper-V module output objects and enums (hyperv-replica.md §1), shared by the hyperv_* cmdlet modules.
+"""Hyper-V module output objects and enums, shared by the hyperv_* cmdlet modules.
 
 Objects are real .NET objects (adapted properties) of `Microsoft.HyperV.PowerShell`; nested objects are sent
 the way default remoting depth (1) sends them: as their ToString text.

@@ -1,4 +1,4 @@
-"""Per-VM replication cmdlets (hyperv-replica.md §2.3-§2.6, state machine §3): Enable-, Set-, Get-, Remove-,
+"""Per-VM replication cmdlets and their state machine: Enable-, Set-, Get-, Remove-,
 Measure-VMReplication, Start-/Stop-/Import-VMInitialReplication, Suspend-/Resume-VMReplication."""
 
 from __future__ import annotations

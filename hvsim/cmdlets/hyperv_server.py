@@ -1,5 +1,5 @@
 """The replica-server side: Get-/Set-VMReplicationServer, the *-VMReplicationAuthorizationEntry cmdlets and
-Test-VMReplicationConnection (hyperv-replica.md §2.1, §2.2, §2.7)."""
+Test-VMReplicationConnection."""
 
 from __future__ import annotations
 

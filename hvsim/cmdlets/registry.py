@@ -1,6 +1,6 @@
 """The Registry provider (HKLM:\\ only) and the item-property cmdlets.
 
-Gotchas kept from Windows (hyperv-replica.md §7): `New-Item -Force` on an existing key deletes and recreates
+Gotchas kept from Windows: `New-Item -Force` on an existing key deletes and recreates
 it empty; without -Force an existing key is a non-terminating error; New-ItemProperty -Force overwrites a
 value; Set-ItemProperty needs the key to exist.
 """

@@ -17,13 +17,13 @@ import pulumi
 import pytest
 from cryptography import x509
 
+from hvreplica_provider.testing import MockedProgram
 from tests.support.engine import (
     CA_TYPE,
     HOST_TYPE,
     PROJECT_DIR,
     RELATIONSHIP_TYPE,
     SERVER_TYPE,
-    MockedProgram,
     stack_config,
 )
 from tests.support.topology_lab import (

@@ -13,7 +13,8 @@ import pulumi
 import pytest
 import yaml
 
-from tests.support.engine import PROJECT_DIR, MockedProgram, stack_config
+from hvreplica_provider.testing import MockedProgram
+from tests.support.engine import PROJECT_DIR, stack_config
 from tests.support.topology_lab import (
     HOST1,
     HOST2,

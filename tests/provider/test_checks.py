@@ -238,6 +238,11 @@ def test_relationship_initial_replication_modes() -> None:
     assert "initial_replication_destination_path" in export["initial_replication_destination_path"]
     none = rel_failures(relationship(initial_replication="none", wait_for_initial_replication=True))
     assert "nothing starts" in none["wait_for_initial_replication"]
+    exported = {"initial_replication": "export", "initial_replication_destination_path": "E:\\Seed"}
+    waiting = rel_failures(relationship(**exported, wait_for_initial_replication=True))
+    assert set(waiting) == {"wait_for_initial_replication"}
+    assert "Import-VMInitialReplication" in waiting["wait_for_initial_replication"]
+    assert rel_failures(relationship(**exported, wait_for_initial_replication=False)) == {}
 
 
 def test_providers_pickle_by_reference() -> None:

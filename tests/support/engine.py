@@ -2,7 +2,7 @@
 
 The Pulumi CLI is not available in CI, so the tests start the SDK's own provider server
 (`python -u -m pulumi.dynamic`) as a subprocess, exactly as the CLI's `pulumi-resource-pulumi-python`
-launcher does, and send it the gRPC requests the engine sends (reference/pulumi-dynamic.md §2):
+launcher does, and send it the gRPC requests the engine sends:
 
 - every payload is a protobuf Struct, so integers arrive as floats;
 - `__provider` is the dill pickle made by `pulumi.dynamic.dynamic.serialize_provider`;
@@ -19,40 +19,38 @@ Two layers:
 `ProviderServer` is thread-safe: the server runs up to four calls at once and tests may fire many
 calls from a thread pool.
 
-Programs (the root __main__.py, the examples) run under `pulumi.runtime` mocks instead: `MockedProgram`
-(fixture `mocked_program`) forwards every dynamic resource to its real provider's check and create.
+Programs (the root __main__.py, the examples) run under `pulumi.runtime` mocks instead: the fixture
+`mocked_program` is `hvreplica_provider.testing.mocked_program`, whose mocks forward every dynamic
+resource to its real provider's check and create.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import re
-import runpy
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
-import dill
 import grpc
-import pulumi
 import pytest
 import yaml
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from pulumi.dynamic import ResourceProvider
 from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
+from hvreplica_provider.testing import PROVIDER_KEY, CheckFailed, CheckFailure, MockedProgram
+from hvreplica_provider.testing import mocked_program as mocked_program_runtime
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-PROVIDER_KEY = "__provider"
 # The sentinel the engine sends for values not known during preview.
 UNKNOWN = rpc.UNKNOWN
 
@@ -89,20 +87,6 @@ class ProviderCallError(Exception):
         self.method = method
         self.code = code
         self.details = details
-
-
-@dataclass(frozen=True)
-class CheckFailure:
-    property: str
-    reason: str
-
-
-class CheckFailed(Exception):
-    """`up` stops, as the engine does, when Check reports failures."""
-
-    def __init__(self, failures: list[CheckFailure]) -> None:
-        super().__init__("; ".join(f"{f.property}: {f.reason}" for f in failures))
-        self.failures = failures
 
 
 @dataclass(frozen=True)
@@ -528,114 +512,9 @@ module_provider_servers = pytest.fixture(_server_factory, name="module_provider_
 
 
 # -- programs under mocks ----------------------------------------------------------------------------
-class ForwardingMocks(pulumi.runtime.Mocks):
-    """`pulumi.runtime` mocks whose new_resource runs the REAL provider of each dynamic resource:
-    unpickle `__provider`, then check({}, inputs) and create(checked inputs), as a first `pulumi up` does.
-    Component resources are recorded with no outputs. Calls arrive from several threads at once."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.outputs: dict[str, dict[str, Any]] = {}
-        self.inputs: dict[str, dict[str, Any]] = {}
-        self.types: dict[str, str] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        with self.lock:
-            self.types[args.name] = args.typ
-        if not args.custom:
-            return "", {}
-        # The engine strips secretness before calling a provider (acceptSecrets=False): do the same.
-        plain = {k: _plain(v) for k, v in args.inputs.items()}
-        provider = dill.loads(base64.b64decode(plain.pop(PROVIDER_KEY)))
-        checked = provider.check({}, plain)
-        if checked.failures:
-            raise CheckFailed([CheckFailure(f.property, f.reason) for f in checked.failures])
-        result = provider.create(checked.inputs)
-        with self.lock:
-            self.inputs[args.name] = checked.inputs
-            self.outputs[args.name] = result.outs
-        return result.id, result.outs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        raise NotImplementedError(f"the programs make no calls, got {args.token}")
-
-
-def _plain(value: Any) -> Any:
-    value = rpc.unwrap_rpc_secret(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-class RecordingMonitor(mocks.MockMonitor):
-    """Keeps each resource's additional_secret_outputs, which the mock runtime does not apply, and the
-    paths (`key` or `key.field`) of the inputs the program sent as secrets."""
-
-    def __init__(self, forwarding: ForwardingMocks) -> None:
-        super().__init__(forwarding)
-        self.secret_outputs: dict[str, list[str]] = {}
-        self.secret_inputs: dict[str, set[str]] = {}
-
-    def RegisterResource(self, request: Any) -> Any:
-        self.secret_outputs[request.name] = list(request.additionalSecretOutputs)
-        sent = json_format.MessageToDict(request.object)
-        self.secret_inputs[request.name] = set(_secret_paths(sent, ""))
-        return super().RegisterResource(request)
-
-
-def _secret_paths(value: Any, path: str) -> Iterator[str]:
-    if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            yield path
-            return
-        for key, item in value.items():
-            yield from _secret_paths(item, f"{path}.{key}" if path else key)
-
-
-@dataclass
-class MockedProgram:
-    """The mock runtime of one test: run a Pulumi program file and read what its resources produced."""
-
-    mocks: ForwardingMocks
-    monitor: RecordingMonitor
-    project: str
-
-    def run(
-        self,
-        program: Path,
-        config: Mapping[str, Any],
-        project: str | None = None,
-        secret_keys: Sequence[str] = (),
-    ) -> dict[str, Any]:
-        """Run `program` (a __main__.py) of `project` with `config` (`ns:key` -> value; objects are sent as
-        JSON strings, as the CLI does; `secret_keys` were set with --secret) and return the stack's exports
-        (Outputs, resolved inside a @pulumi.runtime.test)."""
-        if project is not None and project != self.project:
-            self.project = project
-            settings.set_root_resource(None)  # set_mocks then makes a Stack of this project
-            pulumi.runtime.set_mocks(
-                self.mocks, project=project, stack="dev", preview=False, monitor=self.monitor
-            )
-        pulumi.runtime.set_all_config(
-            {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}, list(secret_keys)
-        )
-        runpy.run_path(str(program), run_name="__main__")
-        root = settings.get_root_resource()
-        assert root is not None
-        return root.outputs
-
-
-def _mocked_program(project: str = "hvreplica") -> Iterator[MockedProgram]:
-    forwarding = ForwardingMocks()
-    monitor = RecordingMonitor(forwarding)
-    settings.set_root_resource(None)  # a fresh Stack per test, so exports do not leak between tests
-    pulumi.runtime.set_mocks(forwarding, project=project, stack="dev", preview=False, monitor=monitor)
-    try:
-        yield MockedProgram(forwarding, monitor, project)
-    finally:
-        pulumi.runtime.set_all_config({}, [])
+def _mocked_program() -> Iterator[MockedProgram]:
+    with mocked_program_runtime() as program:
+        yield program
 
 
 # Fixture: a fresh mock runtime forwarding to the real providers (re-export it from a conftest.py).

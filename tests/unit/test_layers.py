@@ -15,6 +15,7 @@ PROVIDER_LAYERS: dict[str, int] = {
     "hvreplica_provider.engine_values": 0,
     "hvreplica_provider.clock": 0,
     "hvreplica_provider.pki": 0,
+    "hvreplica_provider.inputs": 0,
     "hvreplica_provider.remoting": 1,
     "hvreplica_provider.windows": 2,
     "hvreplica_provider.hyperv": 2,
@@ -25,6 +26,8 @@ PROVIDER_LAYERS: dict[str, int] = {
     "hvreplica_provider.resources.replica_server": 3,
     "hvreplica_provider.resources.replication_relationship": 3,
     "hvreplica_provider.topology": 4,
+    "hvreplica_provider.stack": 5,
+    "hvreplica_provider.testing": 5,
     "hvreplica_provider": 6,
 }
 

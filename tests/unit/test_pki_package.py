@@ -6,24 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from pulumi.dynamic import Resource, ResourceProvider
-
-import hvreplica_provider
-
-
-def test_root_exports_resources_args_and_providers() -> None:
-    for name in hvreplica_provider.__all__:
-        exported = getattr(hvreplica_provider, name)
-        if name.endswith("Provider"):
-            assert issubclass(exported, ResourceProvider)
-        elif not name.endswith("Args"):
-            assert issubclass(exported, Resource)
-    for resource in ("CertificateAuthority", "HostCertificate"):
-        assert {resource, f"{resource}Args", f"{resource}Provider"} <= set(hvreplica_provider.__all__)
-    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        hvreplica_provider.Nope  # noqa: B018
-
 
 def test_importing_the_root_or_pki_does_not_load_pulumi() -> None:
     probe = "import sys, hvreplica_provider, hvreplica_provider.pki, hvreplica_provider.clock; " \
