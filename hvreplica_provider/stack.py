@@ -194,19 +194,20 @@ def _present_keys(ns: str) -> set[str]:
     return {key.removeprefix(prefix) for key in present if key.startswith(prefix)}
 
 
-def _check_top_level_keys(ns: str, other_keys: Iterable[str]) -> None:
-    allowed = (*CONFIG_KEYS, *other_keys)
+def require_known_keys(config: pulumi.Config, known: Iterable[str]) -> None:
+    """Refuse every top-level key of `config`'s namespace that is not in `known`, naming the allowed
+    ones: a misspelt key must fail, not be ignored. The examples call it with their own keys."""
+    ns, allowed = config.name, tuple(known)
     unknown = sorted(_present_keys(ns) - set(allowed))
     if unknown:
         raise ConfigError(
             f"unknown config key(s) {', '.join(f'{ns}:{key}' for key in unknown)}; the keys of namespace "
-            f"{ns!r} are {', '.join(allowed)} (fix the spelling, or pass other_keys= for keys your own "
-            "program reads)"
+            f"{ns!r} are {', '.join(allowed)}: fix the spelling, or remove the key"
         )
 
 
 def _replication(raw: Any, ns: str, hosts: set[str]) -> ReplicationSettings:
-    if raw is None:
+    if not raw:
         return ReplicationSettings()
     where = f"{ns}:replication"
     replication = _mapping(raw, where, _REPLICATION_KEYS)
@@ -237,7 +238,7 @@ def load_stack_config(
     declaring anything. Raises ConfigError (or pulumi.ConfigMissingError for a missing `sites`)."""
     config = config or pulumi.Config(NAMESPACE)
     ns = config.name
-    _check_top_level_keys(ns, other_keys)
+    require_known_keys(config, (*CONFIG_KEYS, *other_keys))
     pki = dict(_mapping(config.get_object("pki") or {}, f"{ns}:pki", _PKI_KEYS))
     if pki.get("shared_ca") is not None:
         pki["shared_ca"] = _ca(pki["shared_ca"], f"{ns}:pki.shared_ca")
@@ -255,11 +256,12 @@ def load_stack_config(
             raise ConfigError(f"{ns}:sites repeats the {label} {', '.join(duplicates)}; each must be unique")
     hosts = {h.fqdn.lower() for site in sites for h in site.hosts}
     replication = _replication(config.get_object("replication"), ns, hosts)
+    # An empty object is "not set" too: Pulumi.yaml declares `{}` as the default of the optional keys.
     raw_hvsim = config.get_object("hvsim")
     hvsim = (
-        None
-        if raw_hvsim is None
-        else HvsimSettings(**_mapping(raw_hvsim, f"{ns}:hvsim", ("config", "state_dir"), ("config",)))
+        HvsimSettings(**_mapping(raw_hvsim, f"{ns}:hvsim", ("config", "state_dir"), ("config",)))
+        if raw_hvsim
+        else None
     )
     validate(sorted(hosts), replication.flows, replication.options.relationship)
     return StackSettings(ns, pki_settings, sites, replication, hvsim)

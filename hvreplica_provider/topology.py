@@ -350,6 +350,10 @@ def emulated_topology_hosts(
     return hosts
 
 
+# The stack config keys `emulated_topology` reads (in the program's own namespace).
+EMULATED_TOPOLOGY_KEYS = ("hvsim_config", "hvsim_state_dir", "rsa_bits")
+
+
 def emulated_topology(
     name: str,
     config: pulumi.Config,

@@ -6,12 +6,14 @@ relationship can also be reversed after a failover.
 
 import pulumi
 
-from hvreplica_provider.topology import ReplicationFlow, emulated_topology
+from hvreplica_provider.stack import ConfigError, require_known_keys
+from hvreplica_provider.topology import EMULATED_TOPOLOGY_KEYS, ReplicationFlow, emulated_topology
 
 config = pulumi.Config()
+require_known_keys(config, (*EMULATED_TOPOLOGY_KEYS, "vms", "frequency_sec"))
 vms: dict[str, list[str]] = config.require_object("vms")
-if len(vms) != 2:
-    raise ValueError("hvreplica-bidirectional:vms must map exactly two host FQDNs to their VM names")
+if not isinstance(vms, dict) or len(vms) != 2:
+    raise ConfigError(f"{config.name}:vms must map exactly two host FQDNs to their VM names")
 first, second = vms
 
 topology = emulated_topology(

@@ -6,9 +6,11 @@ Each host's certificate comes from a CA of its own domain; both hosts are prepar
 
 import pulumi
 
-from hvreplica_provider.topology import ReplicationFlow, emulated_topology
+from hvreplica_provider.stack import require_known_keys
+from hvreplica_provider.topology import EMULATED_TOPOLOGY_KEYS, ReplicationFlow, emulated_topology
 
 config = pulumi.Config()
+require_known_keys(config, (*EMULATED_TOPOLOGY_KEYS, "primary", "replica", "vms"))
 vms = tuple(config.require_object("vms"))
 
 topology = emulated_topology(

@@ -5,12 +5,14 @@
 
 import pulumi
 
-from hvreplica_provider.topology import ReplicationFlow, emulated_topology
+from hvreplica_provider.stack import ConfigError, require_known_keys
+from hvreplica_provider.topology import EMULATED_TOPOLOGY_KEYS, ReplicationFlow, emulated_topology
 
 config = pulumi.Config()
+require_known_keys(config, (*EMULATED_TOPOLOGY_KEYS, "primary", "replica", "vm_count", "vm_prefix"))
 count = config.require_int("vm_count")
 if count < 1:
-    raise ValueError("hvreplica-many-vms:vm_count must be at least 1")
+    raise ConfigError(f"{config.name}:vm_count must be at least 1")
 prefix = config.get("vm_prefix") or "vm-"
 vms = tuple(f"{prefix}{i:03d}" for i in range(1, count + 1))
 

@@ -13,6 +13,7 @@ import pulumi
 import pytest
 import yaml
 
+from hvreplica_provider.stack import ConfigError
 from hvreplica_provider.testing import MockedProgram
 from tests.support.engine import PROJECT_DIR, stack_config
 from tests.support.topology_lab import (
@@ -69,6 +70,20 @@ def test_every_example_is_a_complete_project() -> None:
         assert (folder / project["runtime"]["options"]["virtualenv"]).resolve() == PROJECT_DIR / ".venv"
         readme = (folder / "README.md").read_text()
         assert "pulumi up" in readme and "hvsim" in readme
+
+
+@pytest.mark.parametrize("example", ["cross-domain-pair", "bidirectional", "many-vms"])
+def test_every_example_declares_its_keys_and_refuses_others(
+    mocked_program: MockedProgram, example: str
+) -> None:
+    folder = EXAMPLES / example
+    project = yaml.safe_load((folder / "Pulumi.yaml").read_text())
+    config = stack_config(folder / "Pulumi.dev.yaml")
+    assert {key.split(":", 1)[1] for key in config} <= set(project["config"])
+    typo = f"{project['name']}:vm"
+    with pytest.raises(ConfigError, match=f"unknown config key.*{typo}"):
+        mocked_program.run(folder / "__main__.py", {**config, typo: "web01"}, project["name"])
+    assert mocked_program.mocks.types == {}
 
 
 @pytest.fixture
