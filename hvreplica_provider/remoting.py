@@ -8,12 +8,19 @@ import atexit
 import contextlib
 import hashlib
 import importlib.util
+import ipaddress
+import itertools
 import os
+import re
 import shutil
+import signal
+import socket
+import ssl
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -45,6 +52,8 @@ DEFAULT_HTTP_PORT = 5985
 DEFAULT_OPERATION_TIMEOUT_SEC = 20
 DEFAULT_READ_TIMEOUT_SEC = 30
 DEFAULT_MAX_CONCURRENT_OPERATIONS = 3
+DEFAULT_CONNECT_TIMEOUT_SEC = 10  # TCP connect and TLS handshake of one attempt
+DEFAULT_RETRY_DEADLINE_SEC = 120  # no retry of a transient fault starts later than this after the first try
 
 # WSMan fault codes after which the same request can succeed on a fresh pool.
 WSMAN_TIMED_OUT = 0x80338029
@@ -94,6 +103,10 @@ class AccessDenied(RemoteError):
 
 class Authentication(RemoteError):
     """The host or its TLS certificate rejected the connection's credentials or trust settings."""
+
+
+class Unreachable(RemoteError):
+    """Nothing accepts connections at the endpoint (connection refused): not retried."""
 
 
 class Transient(RemoteError):
@@ -156,14 +169,16 @@ def _failing_cmdlet(fq_error_id: str, cmdlets: str) -> str:
     return cmdlets
 
 
-def error_from_transport(exc: BaseException, *, cmdlets: str, host: str) -> RemoteError | None:
-    """Typed exception for a transport-level failure; None when it is not one we know (a bug: re-raise)."""
+def error_from_transport(exc: BaseException, conn: HostConnection, *, cmdlets: str) -> RemoteError | None:
+    """Typed exception for a transport-level failure; None when it is not one we know (a bug: re-raise).
+    The message names the endpoint, auth method and user (`conn.describe()`), not the invocation's cmdlets:
+    nothing ran, and what to fix is the connection."""
+    where = conn.describe()
     if isinstance(exc, PypsrpAuthenticationError):
         return Authentication(
             "the host rejected the credentials; check connection.username and connection.password "
             "(or the client certificate for certificate auth)",
-            cmdlet=cmdlets,
-            host=host,
+            host=where,
         )
     if isinstance(exc, WSManFaultError):
         code = int(exc.code or 0)
@@ -172,40 +187,139 @@ def error_from_transport(exc: BaseException, *, cmdlets: str, host: str) -> Remo
             f"WSMan fault 0x{code:08X}: {exc.reason or exc.message}",
             cmdlet=cmdlets,
             fq_error_id=f"WSManFault,0x{code:08X}",
-            host=host,
+            host=where,
         )
     if isinstance(exc, WinRMTransportError):
         cls = Transient if int(exc.code) >= 500 else RemoteError
         if int(exc.code) == 403:
             cls = AccessDenied
-        return cls(
-            f"HTTP {exc.code} from the WinRM listener",
-            cmdlet=cmdlets,
-            fq_error_id=f"HTTP{exc.code}",
-            host=host,
-        )
+        return cls(f"HTTP {exc.code} from the WinRM listener", fq_error_id=f"HTTP{exc.code}", host=where)
     if isinstance(exc, InvalidRunspacePoolStateError | InvalidPipelineStateError):
-        # Another thread replaced the pool this pipeline was using: the retry opens on the new one.
-        return Transient("the runspace pool was closed while in use", cmdlet=cmdlets, host=host)
-    if isinstance(exc, requests.exceptions.SSLError):
-        return Authentication(
-            "TLS verification of the WinRM listener failed; set connection.ca_cert_pem to the CA that "
-            f"issued its certificate ({exc.__class__.__name__})",
-            cmdlet=cmdlets,
-            host=host,
+        # The host dropped the pool under this pipeline (a restarted service): the retry opens a new one.
+        return Transient("the runspace pool was closed by the host", cmdlet=cmdlets, host=where)
+    causes = list(_causes(exc))
+    verification = next((c for c in causes if isinstance(c, ssl.SSLCertVerificationError)), None)
+    if verification is not None or isinstance(exc, requests.exceptions.SSLError):
+        return Authentication(_tls_problem(conn, verification), host=where)
+    if any(isinstance(c, NameResolutionError | socket.gaierror) for c in causes):
+        return RemoteError("the host name does not resolve; check connection.host", host=where)
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        # Nothing listens there: waiting will not change that, so no retry (fail fast).
+        return Unreachable(
+            "connection refused: nothing listens on that port; check connection.host, connection.port and "
+            "connection.transport, and that the host's WinRM listener is enabled",
+            host=where,
         )
-    if isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), NameResolutionError):
-        return RemoteError("the host name does not resolve; check connection.host", cmdlet=cmdlets, host=host)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return Transient(
+            f"no answer in time (connect_timeout_sec {conn.connect_timeout_sec}, read_timeout_sec "
+            f"{conn.read_timeout_sec}); the host may be down or overloaded, or a firewall drops the traffic",
+            host=where,
+        )
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | ConnectionError):
-        return Transient(f"connection problem: {exc.__class__.__name__}", cmdlet=cmdlets, host=host)
+        return Transient(f"connection problem: {exc.__class__.__name__}", host=where)
     return None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps: requests and urllib3 nest the socket or TLS error in args, `reason` and
+    __cause__/__context__."""
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+
+
+# OpenSSL verify codes for a certificate that is fine but names another host (X509_V_ERR_HOSTNAME_MISMATCH,
+# X509_V_ERR_IP_ADDRESS_MISMATCH), and for one whose issuer is not trusted.
+_NAME_MISMATCH = frozenset({62, 64})
+_UNTRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21})
+
+
+def _tls_problem(conn: HostConnection, error: ssl.SSLCertVerificationError | None) -> str:
+    """What failed in TLS verification of the WinRM listener and what to change."""
+    code = error.verify_code if error is not None else None
+    if code in _NAME_MISMATCH:
+        names = _listener_names(conn)
+        valid_for = f"it is valid for {', '.join(names)}" if names else "its names could not be read"
+        return (
+            f"the WinRM listener's certificate does not match the name {conn.host!r} in connection.host; "
+            f"{valid_for}: connect with one of those names (add a hosts entry if it does not resolve), or "
+            "give the listener a certificate for this name"
+        )
+    if code in _UNTRUSTED_ISSUER:
+        anchor = "connection.ca_cert_pem" if conn.ca_cert_pem else "the system trust store (no ca_cert_pem)"
+        return (
+            f"the WinRM listener's certificate is not issued by a CA in {anchor}; set connection.ca_cert_pem "
+            f"to the CA that issued it ({error.verify_message if error else ''})"
+        )
+    detail = error.verify_message if error is not None else "handshake failed"
+    return f"TLS verification of the WinRM listener failed: {detail}"
+
+
+def _listener_names(conn: HostConnection) -> list[str]:
+    """The DNS names and addresses the listener's certificate is for, fetched without verification (only to
+    say so in the error); empty when it cannot be fetched."""
+    try:
+        pem = ssl.get_server_certificate(
+            (conn.host, conn.effective_port), timeout=conn.connect_timeout_sec
+        )
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except (OSError, ValueError):
+        return []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:  # without a SAN, TLS clients match the CN
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    return [*san.get_values_for_type(x509.DNSName), *map(str, san.get_values_for_type(x509.IPAddress))]
 
 
 # ------------------------------------------------------------------------------------------ connection
 
+
+def host_problem(host: object) -> str | None:
+    """Why `host` is not a bare DNS name or IP address (what WSMan puts between `https://` and `:port`), or
+    None. A scheme, port, path, fragment, zone id or whitespace would change where the credentials go."""
+    if not isinstance(host, str) or not host:
+        return "set host to the host's DNS name or IP address"
+    bare = (
+        "host must be a bare DNS name or IP address, without scheme, port, path or whitespace; put the "
+        "port in connection.port and the scheme in connection.transport"
+    )
+    if "%" in host:  # an IPv6 zone id: text that ends up in the URL unchecked
+        return bare
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        return bare
+    return None
+
 _CONNECTION_INTS = dict.fromkeys(
-    ("port", "operation_timeout_sec", "read_timeout_sec", "max_concurrent_operations"), int
+    (
+        "port",
+        "operation_timeout_sec",
+        "read_timeout_sec",
+        "max_concurrent_operations",
+        "connect_timeout_sec",
+        "retry_deadline_sec",
+    ),
+    int,
 )
+_CONNECTION_STRINGS = (
+    "host", "transport", "auth", "username", "password", "ca_cert_pem", "client_cert_pem", "client_key_pem",
+)
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # The HostConnection fields that hold secrets: the resources mark them secret inputs.
@@ -230,12 +344,14 @@ class HostConnection:
     operation_timeout_sec: int = DEFAULT_OPERATION_TIMEOUT_SEC
     read_timeout_sec: int = DEFAULT_READ_TIMEOUT_SEC
     max_concurrent_operations: int = DEFAULT_MAX_CONCURRENT_OPERATIONS
+    connect_timeout_sec: int = DEFAULT_CONNECT_TIMEOUT_SEC
+    retry_deadline_sec: int = DEFAULT_RETRY_DEADLINE_SEC
 
     @classmethod
     def from_input(cls, raw: Mapping[str, Any]) -> HostConnection:
         """Build from a provider input dict (numbers may arrive as floats; unknown keys are refused)."""
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
+        unknown = sorted(str(k) for k in set(raw) - known)
         if unknown:
             raise ValueError(f"unknown connection setting(s) {unknown}; known: {sorted(known)}")
         values = normalise_ints({k: v for k, v in raw.items() if v is not None}, _CONNECTION_INTS)
@@ -248,43 +364,68 @@ class HostConnection:
         return DEFAULT_HTTPS_PORT if self.transport == "https" else DEFAULT_HTTP_PORT
 
     @property
-    def pool_key(self) -> tuple[str, int, str, str]:
-        return (self.host.lower(), self.effective_port, (self.username or "").lower(), self.auth)
+    def endpoint(self) -> str:
+        """`https://host:port`, as the WinRM client addresses the listener."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}://{host}:{self.effective_port}"
+
+    def describe(self) -> str:
+        """Where and as whom, for error messages: `https://h:5986 (auth basic, user admin)`."""
+        user = self.username or ("client certificate" if self.auth == "certificate" else "current logon")
+        return f"{self.endpoint} (auth {self.auth}, user {user})"
 
     @property
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.password, self.client_key_pem) if s)
-
-    def credential_fingerprint(self) -> str:
-        """Digest of everything that shapes the pool besides its key: a change re-creates the pool."""
-        parts = (
+    def pool_key(self) -> tuple[str, ...]:
+        """What defines a WinRM session: endpoint, identity and trust settings. Timeouts and the concurrency
+        bound do not: connections that differ only there share one pool (the first one's settings apply)."""
+        session = (
+            self.transport,
             self.password,
             self.ca_cert_pem,
             str(self.verify_tls),
             self.client_cert_pem,
             self.client_key_pem,
-            self.transport,
-            str(self.operation_timeout_sec),
-            str(self.read_timeout_sec),
-            str(self.max_concurrent_operations),
         )
-        return hashlib.sha256("\0".join(p or "" for p in parts).encode()).hexdigest()
+        digest = hashlib.sha256("\0".join(p or "" for p in session).encode()).hexdigest()
+        return (self.host.lower(), str(self.effective_port), (self.username or "").lower(), self.auth, digest)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.password, self.client_key_pem) if isinstance(s, str) and s)
 
     def problems(self, prefix: str = "connection") -> list[tuple[str, str]]:
-        """(property, reason) for every invalid setting; reasons say what to change."""
+        """(property, reason) for every invalid setting; reasons say what to change and never repeat a
+        secret. Types are checked first: a value of the wrong type is reported once, and nothing else is
+        examined until the types are right."""
         out: list[tuple[str, str]] = []
 
         def bad(prop: str, reason: str) -> None:
             out.append((f"{prefix}.{prop}", reason))
 
-        if not isinstance(self.host, str) or not self.host.strip():
-            bad("host", "set host to the host's DNS name or IP address")
+        for name in _CONNECTION_STRINGS:
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                bad(name, f"{name} must be a string")
+        for name in _CONNECTION_INTS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                bad(name, f"{name} must be a whole number")
+        if not isinstance(self.verify_tls, bool):
+            bad("verify_tls", "verify_tls must be true or false (a boolean, not a number or a string)")
+        if out:
+            return out
+        problem = host_problem(self.host)
+        if problem:
+            bad("host", problem)
         if self.transport not in TRANSPORTS:
-            bad("transport", f"transport must be one of {list(TRANSPORTS)}, not {self.transport!r}")
+            bad("transport", f"transport must be one of {list(TRANSPORTS)}")
         if self.auth not in AUTH_METHODS:
-            bad("auth", f"auth must be one of {list(AUTH_METHODS)}, not {self.auth!r}")
-        if not isinstance(self.port, int | None) or (self.port is not None and not 1 <= self.port <= 65535):
-            bad("port", f"port must be an integer between 1 and 65535, not {self.port!r}")
+            bad("auth", f"auth must be one of {list(AUTH_METHODS)}")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            bad("port", f"port must be between 1 and 65535, not {self.port}")
+        if self.username is not None and (not self.username.strip() or _CONTROL.search(self.username)):
+            bad("username", "username must be a non-empty name without control characters")
+        if self.password == "":
+            bad("password", "password is empty; give the account's password")
         if self.auth == "credssp" and importlib.util.find_spec("requests_credssp") is None:
             bad(
                 "auth",
@@ -312,19 +453,18 @@ class HostConnection:
         if self.ca_cert_pem:
             try:
                 x509.load_pem_x509_certificates(self.ca_cert_pem.encode())
-            except ValueError:
+            except (ValueError, UnicodeEncodeError):
                 bad("ca_cert_pem", "ca_cert_pem must hold one or more PEM certificates")
             if self.transport == "http":
                 bad("ca_cert_pem", "ca_cert_pem only applies to transport 'https'")
-        for name in ("operation_timeout_sec", "read_timeout_sec", "max_concurrent_operations"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                bad(name, f"{name} must be a positive integer, not {value!r}")
-        if (
-            isinstance(self.operation_timeout_sec, int)
-            and isinstance(self.read_timeout_sec, int)
-            and self.read_timeout_sec <= self.operation_timeout_sec
+        for name in (
+            "operation_timeout_sec", "read_timeout_sec", "max_concurrent_operations", "connect_timeout_sec",
         ):
+            if getattr(self, name) < 1:
+                bad(name, f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.retry_deadline_sec < 0:
+            bad("retry_deadline_sec", "retry_deadline_sec must be 0 (no retries) or more")
+        if self.read_timeout_sec <= self.operation_timeout_sec:
             bad(
                 "read_timeout_sec",
                 "read_timeout_sec must be greater than operation_timeout_sec "
@@ -387,7 +527,7 @@ class Result:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    deadline_sec: float = 120.0
+    deadline_sec: float | None = None  # None: the connection's retry_deadline_sec
     initial_backoff_sec: float = 0.25
     max_backoff_sec: float = 8.0
 
@@ -399,18 +539,31 @@ DEFAULT_RETRY = RetryPolicy()  # what sessions use unless given their own
 
 
 class PrivateFiles:
-    """Private files pypsrp needs as paths (CA bundle, client cert/key), 0600 in a 0700 directory."""
+    """Private files pypsrp needs as paths (CA bundle, client certificate and key).
+
+    Where the OS has anonymous memory files (Linux memfd), they live there, reachable only through this
+    process's /proc/self/fd: nothing is written to disk, so nothing is left behind however the process ends
+    (the engine stops the provider server with SIGTERM; a crash or SIGKILL leaves nothing either). Elsewhere
+    they are 0600 files in a 0700 temporary directory, removed by `cleanup`, at exit and on SIGTERM."""
 
     def __init__(self) -> None:
         self._dir: str | None = None
+        self._fds: list[int] = []
 
     @property
     def directory(self) -> str | None:
         return self._dir
 
     def write(self, name: str, content: str) -> str:
+        if _MEMORY_FILES:
+            fd = os.memfd_create(f"hvreplica-{name}", os.MFD_CLOEXEC)
+            with os.fdopen(os.dup(fd), "w") as fh:
+                fh.write(content)
+            self._fds.append(fd)
+            return f"/proc/self/fd/{fd}"
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="hvreplica-")
+            _remove_on_sigterm()
         path = os.path.join(self._dir, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -418,9 +571,37 @@ class PrivateFiles:
         return path
 
     def cleanup(self) -> None:
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+_MEMORY_FILES = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+_sigterm_hooked = False
+
+
+def _remove_on_sigterm() -> None:
+    """Without memory files: remove the private files on SIGTERM too (atexit does not run on a signal), then
+    let the signal do what it did before. Signal handlers can only be installed from the main thread."""
+    global _sigterm_hooked
+    if _sigterm_hooked or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        REGISTRY.close_all()
+        signal.signal(signal.SIGTERM, previous)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    _sigterm_hooked = True
 
 
 class _LockedFragmenter(Fragmenter):
@@ -447,34 +628,37 @@ class _LockedFragmenter(Fragmenter):
 class _SharedPool(RunspacePool):
     """A RunspacePool on which several threads can run pipelines at once."""
 
-    def __init__(self, connection: WSMan, **kwargs: Any) -> None:
+    def __init__(self, connection: WSMan, files: PrivateFiles, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
+        self.files = files  # the CA bundle and client key its connection reads; removed when it closes
         self._fragmenter = _LockedFragmenter(connection.max_payload_size, self._serializer, threading.RLock())
         # Key exchange runs once; a second caller must wait for it rather than see it "in progress".
         self.key_lock = threading.Lock()
 
 
 class _PoolEntry:
-    """One host's pool: opened lazily, shared by every thread, replaced when the host drops it."""
+    """One session's pool: opened lazily, shared by every thread, replaced when the host drops it.
+
+    A pool is closed only once no call is using it: `acquire` counts a user, `release` uncounts it, and a
+    pool that was replaced (or the entry closed) goes when its last user is done."""
 
     def __init__(self, conn: HostConnection) -> None:
         self.conn = conn
-        self.fingerprint = conn.credential_fingerprint()
         self.slots = threading.BoundedSemaphore(conn.max_concurrent_operations)
-        self.lock = threading.Lock()  # guards opening and replacing the pool
+        self.lock = threading.Lock()  # guards the pool, its user counts and replacing it
         self.pool: _SharedPool | None = None
+        self.users: dict[int, int] = {}  # id(pool) -> calls using it
         self.pools_opened = 0
-        self.files = PrivateFiles()
 
-    def _wsman(self) -> WSMan:
+    def _wsman(self, files: PrivateFiles) -> WSMan:
         c = self.conn
         kwargs: dict[str, Any] = {}
-        cert_validation: bool | str = bool(c.verify_tls)
+        cert_validation: bool | str = c.verify_tls
         if c.transport == "https" and c.verify_tls and c.ca_cert_pem:
-            cert_validation = self.files.write("ca.pem", c.ca_cert_pem)
+            cert_validation = files.write("ca.pem", c.ca_cert_pem)
         if c.auth == "certificate":
-            kwargs["certificate_pem"] = self.files.write("client.pem", c.client_cert_pem or "")
-            kwargs["certificate_key_pem"] = self.files.write("client.key", c.client_key_pem or "")
+            kwargs["certificate_pem"] = files.write("client.pem", c.client_cert_pem or "")
+            kwargs["certificate_key_pem"] = files.write("client.key", c.client_key_pem or "")
         return WSMan(
             c.host,
             port=c.effective_port,
@@ -485,15 +669,17 @@ class _PoolEntry:
             cert_validation=cert_validation,
             operation_timeout=c.operation_timeout_sec,
             read_timeout=c.read_timeout_sec,
-            connection_timeout=min(c.read_timeout_sec, 30),
+            connection_timeout=c.connect_timeout_sec,
             **kwargs,
         )
 
     def acquire(self) -> _SharedPool:
         with self.lock:
             if self.pool is None:
+                files = PrivateFiles()
                 pool = _SharedPool(
-                    self._wsman(),
+                    self._wsman(files),
+                    files,
                     min_runspaces=1,
                     max_runspaces=self.conn.max_concurrent_operations,
                 )
@@ -504,55 +690,58 @@ class _PoolEntry:
                     raise
                 self.pool = pool
                 self.pools_opened += 1
+            self.users[id(self.pool)] = self.users.get(id(self.pool), 0) + 1
             return self.pool
 
-    def discard(self, pool: RunspacePool) -> None:
-        """Forget a pool the host no longer knows; the next call opens a new one."""
+    def release(self, pool: _SharedPool, *, dropped: bool = False) -> None:
+        """A call is done with `pool`. `dropped`: the host no longer knows it; the next call opens a new one,
+        and this one closes when its last user is done."""
         with self.lock:
-            if self.pool is pool:
+            self.users[id(pool)] -= 1
+            if dropped and self.pool is pool:
                 self.pool = None
-        _close_quietly(pool)
+            idle = self.users[id(pool)] == 0 and self.pool is not pool
+            if idle:
+                del self.users[id(pool)]
+        if idle:
+            _close_quietly(pool)
 
     def close(self) -> None:
+        """At exit: close the current pool (and with it its files)."""
         with self.lock:
             pool, self.pool = self.pool, None
         if pool is not None:
             _close_quietly(pool)
-        self.files.cleanup()
 
 
-def _close_quietly(pool: RunspacePool) -> None:
+def _close_quietly(pool: _SharedPool) -> None:
     # Best effort: the server may already have forgotten the shell or the socket may be dead.
     with contextlib.suppress(WinRMError, requests.exceptions.RequestException, OSError):
         pool.close()
     with contextlib.suppress(WinRMError, requests.exceptions.RequestException, OSError):
         pool.connection.close()
+    pool.files.cleanup()
 
 
 class PoolRegistry:
-    """Process-wide pools keyed by (host, port, user, auth). Thread-safe."""
+    """Process-wide pools, one per session (`HostConnection.pool_key`). Thread-safe. Entries are never
+    replaced: connections with other credentials get an entry of their own, so no call's pool is closed
+    or has its files removed under it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, int, str, str], _PoolEntry] = {}
-        self._retired_opened = 0  # pools opened by entries replaced since
+        self._entries: dict[tuple[str, ...], _PoolEntry] = {}
 
     def entry(self, conn: HostConnection) -> _PoolEntry:
-        stale: _PoolEntry | None = None
         with self._lock:
             current = self._entries.get(conn.pool_key)
-            if current is not None and current.fingerprint == conn.credential_fingerprint():
-                return current
-            stale, current = current, _PoolEntry(conn)
-            self._entries[conn.pool_key] = current
-            self._retired_opened += stale.pools_opened if stale else 0
-        if stale is not None:  # credentials or settings changed: never reuse a pool opened with old ones
-            stale.close()
-        return current
+            if current is None:
+                current = self._entries[conn.pool_key] = _PoolEntry(conn)
+            return current
 
     def pools_opened(self) -> int:
         with self._lock:
-            return self._retired_opened + sum(e.pools_opened for e in self._entries.values())
+            return sum(e.pools_opened for e in self._entries.values())
 
     def close_all(self) -> None:
         with self._lock:
@@ -589,34 +778,50 @@ class Session:
         return self.conn.host
 
     def run(self, *statements: Statement) -> Result:
-        """Run the statements in one invocation; terminating errors raise, others are in `.errors`."""
+        """Run the statements in one invocation; terminating errors raise, others are in `.errors`.
+
+        Transient faults are retried with backoff, one line on stderr per retry, until the retry deadline:
+        no retry starts after it (an attempt under way may end up to connect_timeout_sec later)."""
         names = "; ".join(" | ".join(c.name for c in st) for st in statements)
         secrets = self.conn.secrets + tuple(s for st in statements for c in st for s in c.secrets)
-        deadline = time.monotonic() + self.retry.deadline_sec
+        budget = self.conn.retry_deadline_sec if self.retry.deadline_sec is None else self.retry.deadline_sec
+        started = time.monotonic()
         delay = self.retry.initial_backoff_sec
-        while True:
+        for attempt in itertools.count(1):
             entry = self._registry.entry(self.conn)
             try:
                 with entry.slots:
                     return self._run_once(entry, statements, names, secrets)
             except Transient as exc:
-                if time.monotonic() + delay > deadline:
+                elapsed = time.monotonic() - started
+                if elapsed + delay > budget:
                     raise Transient(
-                        f"{exc.remote_message} (gave up after {self.retry.deadline_sec:g}s of retries)",
+                        f"{exc.remote_message} (gave up after {attempt} attempt(s) in {elapsed:.0f}s; "
+                        f"retry_deadline_sec is {budget:g})",
                         cmdlet=exc.cmdlet,
                         fq_error_id=exc.fq_error_id,
                         host=exc.host,
                     ) from None
+                print(
+                    f"hvreplica: {exc.host}: {exc.remote_message}; retry {attempt} in {delay:.2g}s "
+                    f"({budget - elapsed:.0f}s of retry_deadline_sec left)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 self._sleep(delay)
                 delay = min(delay * 2, self.retry.max_backoff_sec)
+        raise AssertionError("unreachable")  # itertools.count never ends
 
     def _run_once(
         self, entry: _PoolEntry, statements: Sequence[Statement], names: str, secrets: tuple[str, ...]
     ) -> Result:
-        pool: _SharedPool | None = None
-        ps: PowerShell | None = None
         try:
             pool = entry.acquire()
+        except (WinRMError, requests.exceptions.RequestException, ConnectionError) as exc:
+            raise self._transport_error(exc, names) from None
+        ps: PowerShell | None = None
+        dropped = False
+        try:
             if any(c.secrets for st in statements for c in st):
                 with pool.key_lock:
                     pool.exchange_keys()
@@ -624,15 +829,13 @@ class Session:
             ps.begin_invoke()
             ps.end_invoke()
         except (WinRMError, requests.exceptions.RequestException, ConnectionError) as exc:
-            err = error_from_transport(exc, cmdlets=names, host=self.host)
-            if err is None:
-                raise
-            if isinstance(err, Transient) and pool is not None:
-                entry.discard(pool)
+            err = self._transport_error(exc, names)
+            dropped = isinstance(err, Transient)
             raise err from None
         finally:
-            if pool is not None and ps is not None:  # pypsrp never forgets finished pipelines itself
+            if ps is not None:  # pypsrp never forgets finished pipelines itself
                 pool.pipelines.pop(ps.id, None)
+            entry.release(pool, dropped=dropped)
         errors = [
             error_from_record(r, cmdlets=names, host=self.host, secrets=secrets) for r in ps.streams.error
         ]
@@ -643,6 +846,12 @@ class Session:
                 else RemoteError("pipeline failed without an error record", cmdlet=names, host=self.host)
             )
         return Result(output=list(ps.output), errors=errors)
+
+    def _transport_error(self, exc: BaseException, names: str) -> RemoteError:
+        err = error_from_transport(exc, self.conn, cmdlets=names)
+        if err is None:
+            raise exc
+        return err
 
 
 def _build(pool: RunspacePool, statements: Sequence[Statement]) -> PowerShell:

@@ -21,6 +21,7 @@ from hvreplica_provider.remoting import (
     RemoteError,
     SecureText,
     Transient,
+    Unreachable,
     Validation,
     cmd,
     error_from_record,
@@ -29,6 +30,7 @@ from hvreplica_provider.remoting import (
     scrub,
 )
 
+CONN = HostConnection(host="h1.contoso.com", auth="basic", username="admin", password="pw")
 CA_PEM = "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
 
 
@@ -93,11 +95,34 @@ def test_verify_tls_false_warns_and_the_password_never_shows() -> None:
     assert HostConnection(host="h1", auth="basic", username="u", password="x").warnings() == []
 
 
-def test_pool_key_ignores_password_but_fingerprint_does_not() -> None:
+def test_pool_key_is_the_session_not_its_timeouts() -> None:
+    """Issue 8 #6: connections that differ only in timeouts or the concurrency bound share one pool; other
+    credentials or trust settings are another session (never a replacement of this one)."""
     a = HostConnection(host="H1.contoso.com", auth="basic", username="Admin", password="one")
-    b = HostConnection(host="h1.contoso.com", auth="basic", username="admin", password="two")
-    assert a.pool_key == b.pool_key
-    assert a.credential_fingerprint() != b.credential_fingerprint()
+    assert (
+        a.pool_key
+        == HostConnection(
+            host="h1.contoso.com",
+            auth="basic",
+            username="admin",
+            password="one",
+            read_timeout_sec=31,
+            operation_timeout_sec=25,
+            max_concurrent_operations=5,
+            connect_timeout_sec=3,
+            retry_deadline_sec=9,
+        ).pool_key
+    )
+    assert (
+        a.pool_key
+        != HostConnection(host="h1.contoso.com", auth="basic", username="admin", password="two").pool_key
+    )
+    assert (
+        a.pool_key
+        != HostConnection(
+            host="h1.contoso.com", auth="basic", username="admin", password="one", verify_tls=False
+        ).pool_key
+    )
 
 
 def record(category: int, fq: str, message: str, command: str | None = None) -> ErrorRecordMessage:
@@ -148,34 +173,38 @@ def test_transport_failures_are_classified() -> None:
     def fault(code: int) -> WSManFaultError:
         return WSManFaultError(code, "m", "reason", None, None, None)
 
-    assert isinstance(error_from_transport(fault(0x80338029), cmdlets="c", host="h"), Transient)
-    assert isinstance(error_from_transport(fault(0x8033805B), cmdlets="c", host="h"), Transient)
-    assert isinstance(error_from_transport(fault(0x800705AA), cmdlets="c", host="h"), Transient)
-    not_transient = error_from_transport(fault(0x80070005), cmdlets="c", host="h")
+    assert isinstance(error_from_transport(fault(0x80338029), CONN, cmdlets="c"), Transient)
+    assert isinstance(error_from_transport(fault(0x8033805B), CONN, cmdlets="c"), Transient)
+    assert isinstance(error_from_transport(fault(0x800705AA), CONN, cmdlets="c"), Transient)
+    not_transient = error_from_transport(fault(0x80070005), CONN, cmdlets="c")
     assert type(not_transient) is RemoteError and "0x80070005" in str(not_transient)
     assert isinstance(
-        error_from_transport(WinRMTransportError("http", 503, ""), cmdlets="c", host="h"), Transient
+        error_from_transport(WinRMTransportError("http", 503, ""), CONN, cmdlets="c"), Transient
     )
     assert isinstance(
-        error_from_transport(WinRMTransportError("http", 403, ""), cmdlets="c", host="h"), AccessDenied
+        error_from_transport(WinRMTransportError("http", 403, ""), CONN, cmdlets="c"), AccessDenied
     )
-    assert (
-        type(error_from_transport(WinRMTransportError("http", 400, ""), cmdlets="c", host="h")) is RemoteError
-    )
+    assert type(error_from_transport(WinRMTransportError("http", 400, ""), CONN, cmdlets="c")) is RemoteError
     auth = error_from_transport(
-        AuthenticationError("Failed to authenticate the user u with basic"), cmdlets="c", host="h"
+        AuthenticationError("Failed to authenticate the user u with basic"), CONN, cmdlets="c"
     )
     assert isinstance(auth, Authentication) and "connection.password" in str(auth)
+    # the message names where and as whom, not the invocation's cmdlets (issue 8 #10)
+    assert "https://h1.contoso.com:5986 (auth basic, user admin)" in str(auth) and " c " not in str(auth)
     unresolvable = requests.exceptions.ConnectionError(
         MaxRetryError(None, "/wsman", NameResolutionError("nohost.invalid", None, OSError("no such name")))
     )
-    not_retried = error_from_transport(unresolvable, cmdlets="c", host="nohost.invalid")
+    not_retried = error_from_transport(unresolvable, CONN, cmdlets="c")
     assert type(not_retried) is RemoteError and "connection.host" in str(not_retried)
     reset = requests.exceptions.ConnectionError("Connection reset by peer")
-    assert isinstance(error_from_transport(reset, cmdlets="c", host="h"), Transient)
+    assert isinstance(error_from_transport(reset, CONN, cmdlets="c"), Transient)
     tls = requests.exceptions.SSLError("certificate verify failed")
-    assert isinstance(error_from_transport(tls, cmdlets="c", host="h"), Authentication)
-    assert error_from_transport(ValueError("bug"), cmdlets="c", host="h") is None
+    assert isinstance(error_from_transport(tls, CONN, cmdlets="c"), Authentication)
+    assert error_from_transport(ValueError("bug"), CONN, cmdlets="c") is None
+    refused = requests.exceptions.ConnectionError(MaxRetryError(None, "/wsman", reason=None))
+    refused.args[0].reason = ConnectionError("x")
+    refused.args[0].reason.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    assert isinstance(error_from_transport(refused, CONN, cmdlets="c"), Unreachable)  # not retried
 
 
 def test_hosts_block_is_replaced_and_other_lines_stay() -> None:
