@@ -1,10 +1,12 @@
-"""Command line: `python -m hvsim serve --config FILE` and the admin subcommands against a running server.
+"""Command line (`hvsim`, or `python -m hvsim`): `serve --config FILE` and the admin subcommands against a
+running server. Every admin subcommand prints what it did, or the data it was asked for.
 
-python -m hvsim serve --config lab.toml [--state-dir .hvsim] [--time-scale 60]
-python -m hvsim add-vm|remove-vm|stop-vm|start-vm HOST VM (--admin ADDR | --config FILE)
-python -m hvsim dump|clear-faults|counters HOST (--admin ADDR | --config FILE)
-python -m hvsim fault HOST latency MS | drop-nth N | http500 COUNT | restart-vmms (--admin ... | --config ...)
-python -m hvsim client-cert --state-dir DIR --user NAME --cert OUT.pem --key OUT.key
+hvsim serve --config lab.toml [--state-dir .hvsim] [--time-scale 60]
+hvsim add-vm|remove-vm|stop-vm|start-vm HOST VM (--admin ADDR | --config FILE)
+hvsim dump HOST [--section vms|replication|certificates|registry|firewall|hosts] (--admin ... | --config ...)
+hvsim clear-faults|counters HOST (--admin ADDR | --config FILE)
+hvsim fault HOST latency MS | drop-nth N | http500 COUNT | restart-vmms (--admin ... | --config ...)
+hvsim client-cert --state-dir DIR --user NAME --cert OUT.pem --key OUT.key
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hvsim.admin import AdminError, call
+from hvsim.admin import DUMP_SECTIONS, AdminError, call
 from hvsim.config import ConfigError, load_config
 from hvsim.faults import FaultKind
 
@@ -31,9 +33,19 @@ DEFAULT_STATE_DIR = ".hvsim"
 _READY_TIMEOUT = 30.0
 
 
+class MissingExtraError(RuntimeError):
+    """The emulator's server-side packages are not installed."""
+
+
 def _serve(args: argparse.Namespace) -> int:
-    # Imported here: the admin subcommands are short-lived clients that need none of the emulator.
-    from hvsim.server import Emulator
+    # Imported here: the admin subcommands are short-lived clients that need none of the emulator, and
+    # only the server needs the packages of the `sim` extra.
+    try:
+        from hvsim.server import Emulator
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError(
+            f"hvsim serve needs {exc.name}, which comes with the sim extra: pip install 'hvreplica[sim]'"
+        ) from None
 
     emulator = Emulator(args.config, args.state_dir, time_scale=args.time_scale)
     stop = threading.Event()
@@ -86,6 +98,8 @@ def _admin(args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {}
     if args.command in ("add-vm", "remove-vm", "stop-vm", "start-vm"):
         fields["name"] = args.vm
+    elif args.command == "dump" and args.section:
+        fields["section"] = args.section
     elif args.command == "fault":
         fields["kind"] = args.kind
         if args.kind != FaultKind.RESTART_VMMS.value:
@@ -93,8 +107,8 @@ def _admin(args: argparse.Namespace) -> int:
                 raise AdminError(f"fault {args.kind} needs a value (milliseconds, N or a count)")
             fields["value"] = args.value
     result = call(_admin_address(args), args.command, args.host, **fields)
-    if result is not None:
-        print(json.dumps(result, indent=2, sort_keys=True))
+    # Sentences (what was done) and the hosts file are text; everything else is data.
+    print(result if isinstance(result, str) else json.dumps(result, indent=2, sort_keys=True))
     return 0
 
 
@@ -109,9 +123,7 @@ def _client_cert(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m hvsim", description="Emulated Hyper-V hosts over WinRM/PSRP"
-    )
+    parser = argparse.ArgumentParser(prog="hvsim", description="Emulated Hyper-V hosts over WinRM/PSRP")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start every host of the config and serve until SIGINT/SIGTERM")
@@ -136,7 +148,12 @@ def _parser() -> argparse.ArgumentParser:
         ("start-vm", "start a VM"),
     ):
         admin_parser(name, text).add_argument("vm", help="VM name")
-    admin_parser("dump", "print one host's state as JSON")
+    admin_parser("dump", "print one host's state as JSON").add_argument(
+        "--section",
+        choices=DUMP_SECTIONS,
+        help="only this part: the VMs, their replication (with the server settings and authorization "
+        "entries), the certificate stores, the registry, the firewall rules or the hosts file (as text)",
+    )
     fault = admin_parser("fault", "inject a fault into a host's WinRM service")
     fault.add_argument("kind", choices=[k.value for k in FaultKind])
     fault.add_argument("value", nargs="?", type=int, help="latency ms | drop the Nth request | http500 count")
@@ -157,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (AdminError, ConfigError, OSError, ValueError) as exc:
+    except (AdminError, ConfigError, MissingExtraError, OSError, ValueError) as exc:
         print(f"hvsim: error: {exc}", file=sys.stderr)
         return 2
 

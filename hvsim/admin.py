@@ -4,13 +4,13 @@ Every call is `POST /admin` with a JSON object `{"op": ..., "host": <fqdn>, ...}
 `{"ok": true, "result": ...}` or, with HTTP 400/404, `{"ok": false, "error": "<what to change>"}`.
 
     op            extra fields          result
-    add-vm        name                  null
-    remove-vm     name                  null
-    stop-vm       name                  null
-    start-vm      name                  null
-    dump                                the host's state (JSON)
-    fault         kind, value           null   (kind: latency | drop-nth | http500 | restart-vmms)
-    clear-faults                        null
+    add-vm        name                  what was done (a sentence)
+    remove-vm     name                  what was done
+    stop-vm       name                  what was done
+    start-vm      name                  what was done
+    dump          section (optional)    the host's state (JSON), or one section of it (DUMP_SECTIONS)
+    fault         kind, value           what was done (kind: latency | drop-nth | http500 | restart-vmms)
+    clear-faults                        what was done
     counters                            {"http_requests": n, "pipelines": n, "pools_opened": n}
 """
 
@@ -27,6 +27,8 @@ from typing import Any, Protocol
 from hvsim.http_server import QuietHTTPServer
 
 OPS = ("add-vm", "remove-vm", "stop-vm", "start-vm", "dump", "fault", "clear-faults", "counters")
+# The parts of a host `dump --section` shows on their own; `hosts` is the hosts file's text.
+DUMP_SECTIONS = ("vms", "replication", "certificates", "registry", "firewall", "hosts")
 
 
 class Emulator(Protocol):
@@ -44,6 +46,8 @@ class Emulator(Protocol):
     def dump_host(self, fqdn: str) -> dict[str, Any]: ...
 
     def inject_fault(self, fqdn: str, kind: str, value: int | None = None) -> None: ...
+
+    def restart_vmms(self, fqdn: str) -> int: ...
 
     def clear_faults(self, fqdn: str) -> None: ...
 
@@ -74,24 +78,54 @@ def perform(emulator: Emulator, request: dict[str, Any]) -> Any:
         name = request.get("name")
         if not isinstance(name, str) or not name:
             raise ValueError(f"{op} needs field 'name' (the VM name)")
-        method = {
-            "add-vm": emulator.add_vm,
-            "remove-vm": emulator.remove_vm,
-            "stop-vm": emulator.stop_vm,
-            "start-vm": emulator.start_vm,
+        method, done = {
+            "add-vm": (emulator.add_vm, f"added VM {name!r} to {host}, running"),
+            "remove-vm": (emulator.remove_vm, f"removed VM {name!r} from {host}"),
+            "stop-vm": (emulator.stop_vm, f"turned off VM {name!r} on {host}"),
+            "start-vm": (emulator.start_vm, f"started VM {name!r} on {host}"),
         }[op]
         method(host, name)
-        return None
+        return done
     if op == "dump":
-        return emulator.dump_host(host)
+        return _dump(emulator.dump_host(host), request.get("section"))
     if op == "fault":
-        value = request.get("value")
-        emulator.inject_fault(host, str(request.get("kind")), None if value is None else int(value))
-        return None
+        return _fault(emulator, host, request.get("kind"), request.get("value"))
     if op == "clear-faults":
         emulator.clear_faults(host)
-        return None
+        return f"{host}: every injected fault removed (latency, drop-nth, http500)"
     return emulator.counters(host)
+
+
+def _dump(state: dict[str, Any], section: object) -> Any:
+    if section is None:
+        return state
+    if section not in DUMP_SECTIONS:
+        raise ValueError(f"unknown dump section {section!r}: use one of {', '.join(DUMP_SECTIONS)}")
+    hyperv = state["hyperv"]
+    if section == "vms":
+        return [{k: v for k, v in vm.items() if k != "replication"} for vm in hyperv["vms"]]
+    if section == "replication":
+        return {
+            "server": hyperv["server"],
+            "authorization_entries": hyperv["authorization_entries"],
+            "vms": {vm["name"]: vm["replication"] for vm in hyperv["vms"] if vm.get("replication")},
+        }
+    if section == "hosts":
+        return state["hosts_file"]
+    return state[section]
+
+
+def _fault(emulator: Emulator, host: str, kind: object, value: object) -> str:
+    if kind == "restart-vmms":
+        dropped = emulator.restart_vmms(host)
+        return f"{host}: Virtual Machine Management service restarted, {dropped} runspace pool(s) dropped"
+    number = None if value is None else int(str(value))
+    emulator.inject_fault(host, str(kind), number)
+    return {
+        "latency": f"{host}: every WinRM request now waits {number} ms first",
+        "drop-nth": f"{host}: WinRM request number {number} from now will be dropped without an answer",
+        "http500": f"{host}: the next {number} WinRM request(s) get an HTTP 500 WSMan fault",
+    }[str(kind)]
 
 
 class _Handler(BaseHTTPRequestHandler):

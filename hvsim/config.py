@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_TIME_SCALE = 60.0
+# Every key the file may hold, per table: a misspelt key (`winrm_prot`, `vm`) must fail, not fall back to
+# a default silently.
+_TOP_KEYS = ("settings", "domain", "host")
+_SETTINGS_KEYS = ("time_scale", "admin")
+_DOMAIN_KEYS = ("name", "trusts")
+_HOST_KEYS = ("fqdn", "address", "winrm_port", "winrm_http_port", "users", "vms", "os")
 
 
 class ConfigError(ValueError):
@@ -66,11 +72,37 @@ class SimConfig:
 
 def load_config(path: str | Path) -> SimConfig:
     with open(path, "rb") as fh:
-        return parse_config(tomllib.load(fh))
+        try:
+            raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _known(table: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table with the keys {', '.join(allowed)}")
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(repr(k) for k in unknown)} in {where}; allowed: {', '.join(allowed)}"
+        )
+    return table
+
+
+def _tables(raw: dict[str, Any], name: str) -> list[Any]:
+    tables = raw.get(name, [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{name} must be an array of tables: write [[{name}]] for each entry")
+    return tables
 
 
 def parse_config(raw: dict[str, Any]) -> SimConfig:
-    settings_raw = raw.get("settings", {})
+    _known(raw, "the top level", _TOP_KEYS)
+    settings_raw = _known(raw.get("settings", {}), "[settings]", _SETTINGS_KEYS)
     settings = Settings(
         time_scale=float(settings_raw.get("time_scale", DEFAULT_TIME_SCALE)),
         admin=settings_raw.get("admin"),
@@ -82,12 +114,18 @@ def parse_config(raw: dict[str, Any]) -> SimConfig:
 
     domains = tuple(
         DomainConfig(name=str(d["name"]).lower(), trusts=tuple(str(t).lower() for t in d.get("trusts", [])))
-        for d in raw.get("domain", [])
+        for d in (
+            _known(entry, f"domain[{i}]", _DOMAIN_KEYS) for i, entry in enumerate(_tables(raw, "domain"))
+        )
     )
     hosts = []
     seen: set[tuple[str, int]] = set()
-    for i, h in enumerate(raw.get("host", [])):
+    for i, entry in enumerate(_tables(raw, "host")):
         where = f"host[{i}]"
+        h = _known(entry, where, _HOST_KEYS)
+        for key, kind in (("vms", list), ("users", dict)):
+            if not isinstance(h.get(key, kind()), kind):
+                raise ConfigError(f"{where}.{key} must be {'a list of names' if kind is list else 'a table'}")
         fqdn = str(h.get("fqdn", ""))
         if fqdn.count(".") < 1:
             raise ConfigError(f"{where}.fqdn {fqdn!r} must be a fully qualified name like host1.contoso.com")

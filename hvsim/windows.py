@@ -789,4 +789,5 @@ class Host:
             "files": [{"path": e.path, "size": len(e.data)} for e in self.files.files.values()],
         }
         data["users"] = sorted(self.config.users)
+        data["hosts_file"] = self.files.read_text(HOSTS_FILE)
         return data

@@ -97,14 +97,14 @@ def test_ready_line_names_ca_and_admin(served: Served) -> None:
 
 def test_admin_subcommands(served: Served) -> None:
     admin = ["--admin", served.admin]
-    _hvsim("add-vm", *admin, HV, "app01")
+    assert _hvsim("add-vm", *admin, HV, "app01").stdout == f"added VM 'app01' to {HV}, running\n"
     _hvsim("add-vm", "--config", str(served.config_path), HV, "app02")  # settings.admin read from the config
     assert _vm_names(served) == ["app01", "app02", "web01"]
-    _hvsim("stop-vm", *admin, HV, "app01")
+    assert _hvsim("stop-vm", *admin, HV, "app01").stdout == f"turned off VM 'app01' on {HV}\n"
     dump = json.loads(_hvsim("dump", *admin, HV).stdout)
     assert "app01" in json.dumps(dump) and dump["fqdn"] == HV
-    _hvsim("start-vm", *admin, HV, "app01")
-    _hvsim("remove-vm", *admin, HV, "app02")
+    assert _hvsim("start-vm", *admin, HV, "app01").stdout == f"started VM 'app01' on {HV}\n"
+    assert _hvsim("remove-vm", *admin, HV, "app02").stdout == f"removed VM 'app02' from {HV}\n"
     assert _vm_names(served) == ["app01", "web01"]
     counters = json.loads(_hvsim("counters", *admin, HV).stdout)
     assert counters["pools_opened"] == 2 and counters["pipelines"] == 2 and counters["http_requests"] > 6
@@ -121,19 +121,42 @@ def test_admin_errors_say_what_to_change(served: Served) -> None:
     assert result.returncode == 2 and "cannot reach the hvsim admin endpoint" in result.stderr
 
 
+def test_dump_sections(served: Served) -> None:
+    admin = ["--admin", served.admin]
+    _hvsim("stop-vm", *admin, HV, "web01")
+    vms = json.loads(_hvsim("dump", *admin, HV, "--section", "vms").stdout)
+    assert [(vm["name"], vm["state"]) for vm in vms] == [("web01", "Off")]
+    replication = json.loads(_hvsim("dump", *admin, HV, "--section", "replication").stdout)
+    assert replication["vms"] == {} and replication["authorization_entries"] == []
+    assert replication["server"]["replication_enabled"] is False
+    certificates = json.loads(_hvsim("dump", *admin, HV, "--section", "certificates").stdout)
+    assert set(certificates) == {"My", "Root", "CA"} and certificates["Root"]
+    assert "PRIVATE KEY" not in json.dumps(certificates)
+    firewall = json.loads(_hvsim("dump", *admin, HV, "--section", "firewall").stdout)
+    assert any(rule["name"] == "VIRT-HVRHTTPSL-In-TCP-NoScope" for rule in firewall)
+    registry = json.loads(_hvsim("dump", *admin, HV, "--section", "registry").stdout)
+    assert registry["subkeys"]
+    hosts_file = _hvsim("dump", *admin, HV, "--section", "hosts").stdout
+    assert "This is a sample HOSTS file" in hosts_file and not hosts_file.startswith('"')
+    bad = _hvsim("dump", *admin, HV, "--section", "disks", check=False)
+    assert bad.returncode == 2 and "invalid choice: 'disks'" in bad.stderr
+
+
 def test_fault_subcommands_seen_by_a_client(served: Served) -> None:
     admin = ["--admin", served.admin]
-    _hvsim("fault", *admin, HV, "http500", "1")
+    done = _hvsim("fault", *admin, HV, "http500", "1").stdout
+    assert done == f"{HV}: the next 1 WinRM request(s) get an HTTP 500 WSMan fault\n"
     with pytest.raises(WSManFaultError) as info:
         _vm_names(served)
     assert info.value.code == 2147943850
     assert _vm_names(served) == ["web01"]
-    _hvsim("fault", *admin, HV, "latency", "300")
-    _hvsim("clear-faults", *admin, HV)
-    _hvsim("fault", *admin, HV, "drop-nth", "1")
+    assert "every WinRM request now waits 300 ms" in _hvsim("fault", *admin, HV, "latency", "300").stdout
+    assert "every injected fault removed" in _hvsim("clear-faults", *admin, HV).stdout
+    assert "request number 1 from now" in _hvsim("fault", *admin, HV, "drop-nth", "1").stdout
     with pytest.raises(Exception, match="Connection"):
         _vm_names(served)
-    _hvsim("fault", *admin, HV, "restart-vmms")
+    restarted = _hvsim("fault", *admin, HV, "restart-vmms").stdout
+    assert "Virtual Machine Management service restarted, 0 runspace pool(s) dropped" in restarted
     assert _vm_names(served) == ["web01"]
 
 
@@ -173,6 +196,23 @@ def test_serve_with_a_bad_config_fails_clearly(tmp_path: Path) -> None:
     result = _hvsim("serve", "--config", str(bad), "--state-dir", str(tmp_path / "s"), check=False)
     assert result.returncode == 2
     assert "must be a loopback address" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("winrm_prot = 45986", "unknown key(s) 'winrm_prot' in host[0]; allowed: fqdn, address, winrm_port"),
+        ('vm = ["web01"]', "unknown key(s) 'vm' in host[0]; allowed: fqdn, address, winrm_port"),
+        ('vms = "web01"', "host[0].vms must be a list of names"),
+    ],
+)
+def test_config_keys_are_checked(tmp_path: Path, entry: str, message: str) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text(f'[[host]]\nfqdn = "hv1.contoso.com"\naddress = "{ADDRESS}"\n{entry}\n')
+    result = _hvsim("serve", "--config", str(config), "--state-dir", str(tmp_path / "s"), check=False)
+    assert result.returncode == 2
+    assert f"hvsim: error: {config}: {message}" in result.stderr
+    assert not (tmp_path / "s").exists()  # nothing started
 
 
 def test_serve_with_a_busy_port_names_it(tmp_path: Path, served: Served) -> None:
