@@ -351,11 +351,18 @@ def _append_new(items: list[str], value: str) -> None:
 # ------------------------------------------------------------------------------------------ reconcile
 
 
-def reconcile(session: Session, desired: Desired, state: HostState, managed: Managed) -> None:
+def reconcile(
+    session: Session,
+    desired: Desired,
+    state: HostState,
+    managed: Managed,
+    keep_cas: frozenset[str] = frozenset(),
+) -> None:
     """Bring the host to `desired`, touching only what differs; record changes in `managed` and, in the same
-    invocations and ahead of the changes, in the host's ledger."""
+    invocations and ahead of the changes, in the host's ledger. `keep_cas`: thumbprints of CAs the previous
+    apply still listed, kept one more apply (see `_retire_statements`)."""
     _install_certificates(session, desired, state, managed)
-    statements = settings_statements(desired, state, managed)
+    statements = settings_statements(desired, state, managed, keep_cas)
     if not statements:
         return
     writes, drops = win.ledger_change_cmds(LEDGER, state.ledger.values, managed.to_ledger())
@@ -364,12 +371,15 @@ def reconcile(session: Session, desired: Desired, state: HostState, managed: Man
     except RemoteError:
         # A retried invocation whose first reply was lost re-runs statements that already took effect
         # (New-Item on the key it created, ...). Settled when the host now needs nothing more.
-        if settings_statements(desired, read_host(session), copy.deepcopy(managed)):
+        if settings_statements(desired, read_host(session), copy.deepcopy(managed), keep_cas):
             raise
 
 
-def settings_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
-    """Registry, firewall, hosts file, server settings and entries: what differs, in that order."""
+def settings_statements(
+    desired: Desired, state: HostState, managed: Managed, keep_cas: frozenset[str] = frozenset()
+) -> list[Statement]:
+    """Registry, firewall, hosts file, server settings and entries, then the retirement of certificates and
+    CAs no longer wanted: what differs, in that order."""
     statements: list[Statement] = []
     statements += _registry_statements(desired, state, managed)
     statements += _firewall_statements(desired, state, managed)
@@ -377,7 +387,36 @@ def settings_statements(desired: Desired, state: HostState, managed: Managed) ->
     if wanted_hosts != state.hosts_lines:
         statements.append(win.hosts_write_cmd(wanted_hosts))
     statements += _server_statements(desired, state, managed)
+    statements += _retire_statements(desired, state, managed, keep_cas)
     return statements
+
+
+def _retire_statements(
+    desired: Desired, state: HostState, managed: Managed, keep_cas: frozenset[str]
+) -> list[Statement]:
+    """Remove what this resource installed and no longer wants, once nothing needs it (after a rotation):
+    - an old host certificate, when no VM replication on the host authenticates with it any more (they
+      switch to the new one after this resource, so that can take until the next apply);
+    - a CA `trusted_ca_certs` no longer lists, when none of our old host certificates is left (one might
+      chain to it) and the previous apply did not list it either (`keep_cas`): by then every partner has
+      had a whole apply to switch to certificates of its new CA.
+    Runs after `_server_statements`, which switches the server to the new certificate first."""
+    out: list[Statement] = []
+    current = desired.certificate_thumbprint if desired.uses_certificate else ""
+    in_use = {current} | {r.settings.certificate_thumbprint for r in state.replications}
+    my, root = state.thumbprints(win.MY_STORE), state.thumbprints(win.ROOT_STORE)
+    for thumb in [t for t in managed.certificate_thumbprints if t not in in_use]:
+        if thumb in my:
+            out.append(win.remove_certificate_cmd(win.MY_STORE, thumb))
+        managed.certificate_thumbprints.remove(thumb)
+    if any(t != current for t in managed.certificate_thumbprints):
+        return out
+    listed = set(ca_thumbprints(desired.trusted_ca_pems)) | keep_cas
+    for thumb in [t for t in managed.ca_thumbprints if t not in listed]:
+        if thumb in root:
+            out.append(win.remove_certificate_cmd(win.ROOT_STORE, thumb))
+        managed.ca_thumbprints.remove(thumb)
+    return out
 
 
 def _install_certificates(session: Session, desired: Desired, state: HostState, managed: Managed) -> None:
@@ -466,17 +505,6 @@ def _server_statements(desired: Desired, state: HostState, managed: Managed) -> 
         if managed.server_prior is None:
             managed.server_prior = asdict(state.server)
         out.append(hv.set_server_cmd(wanted))
-        old = state.server.certificate_thumbprint
-        if (
-            old
-            and old != wanted.certificate_thumbprint
-            and old in managed.certificate_thumbprints
-            and not any(r.settings.certificate_thumbprint == old for r in state.replications)
-        ):
-            # Rotation: the new certificate is already installed and switched to; the old one goes only
-            # when no VM replication on this host still authenticates with it.
-            out.append(win.remove_certificate_cmd(win.MY_STORE, old))
-            managed.certificate_thumbprints.remove(old)
     if desired.replication_enabled and not desired.allow_any_primary:
         out += hv.entry_cmds(state.entries, desired.entries, remove_unlisted=managed.entries)
         present = {e.key for e in state.entries}
@@ -699,6 +727,8 @@ class ReplicaServerProvider(ResourceProvider):
         else:
             old_c, new_c = _comparable(olds), _comparable(news)
             changed += [k for k in HOST_KEYS if old_c[k] != new_c[k]]
+            if _pending_retirement(olds, news):
+                changed.append("managed")
         return DiffResult(changes=bool(replaces or changed), replaces=replaces, delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -722,13 +752,14 @@ class ReplicaServerProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = user_properties(news)
-        if _comparable(olds) == _comparable(inputs):
+        if _comparable(olds) == _comparable(inputs) and not _pending_retirement(olds, inputs):
             # Only provider-side settings (credentials, fqdn, partner CAs) changed: no host is touched.
             return UpdateResult({**inputs, **{k: olds.get(k) for k in COMPUTED_KEYS}})
         session = _session(inputs)
         state = read_host(session)
         managed = _managed(olds, state)
-        reconcile(session, desired_from(inputs), state, managed)
+        keep_cas = frozenset(ca_thumbprints(olds.get("trusted_ca_certs") or ()))
+        reconcile(session, desired_from(inputs), state, managed, keep_cas)
         return UpdateResult(observed(inputs, read_host(session), managed))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -736,6 +767,17 @@ class ReplicaServerProvider(ResourceProvider):
         session = _session(outputs)
         state = read_host(session)
         undo(session, state, _managed(outputs, state))
+
+
+def _pending_retirement(outputs: Mapping[str, Any], inputs: Mapping[str, Any]) -> bool:
+    """Whether the stored record still holds a host certificate or CA that `inputs` no longer want (kept
+    by an earlier apply because something needed it): the next update retires it, so diff reports one."""
+    managed = Managed.from_output(outputs.get("managed"))
+    desired = desired_from(inputs)
+    current = desired.certificate_thumbprint if desired.uses_certificate else ""
+    return any(t != current for t in managed.certificate_thumbprints) or bool(
+        set(managed.ca_thumbprints) - set(ca_thumbprints(desired.trusted_ca_pems))
+    )
 
 
 def _managed(outputs: Mapping[str, Any], state: HostState) -> Managed:
