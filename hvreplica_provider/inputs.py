@@ -73,6 +73,10 @@ class HostConnectionArgs(_HostConnectionRequired, total=False):
     """HTTP read timeout, greater than the operation timeout (default 30)."""
     max_concurrent_operations: pulumi.Input[int]
     """Pipelines at once on this host from one provider process (default 3)."""
+    connect_timeout_sec: pulumi.Input[int]
+    """TCP connect and TLS handshake deadline of one attempt (default 10)."""
+    retry_deadline_sec: pulumi.Input[int]
+    """No retry of a transient fault starts later than this after the first try (default 120)."""
 
 
 class ReplicaServerCertificateArgs(TypedDict):
