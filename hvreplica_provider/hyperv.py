@@ -32,6 +32,7 @@ DEFAULT_TRUST_GROUP = "DEFAULT"
 SERVER_AUTHENTICATIONS: tuple[str, ...] = get_args(ReplicaServerAuthentication)
 VM_AUTHENTICATIONS: tuple[str, ...] = get_args(RelationshipAuthentication)
 WILDCARD_CHARACTERS = "*?[]"
+MAX_VM_NAME = 100  # what New-VM/Rename-VM accept
 # The error id Hyper-V's module uses for "replication is not enabled for virtual machine ..." (the part of the
 # FullyQualifiedErrorId before the command class).
 NOT_ENABLED_ERROR_ID = "VMReplication_NotEnabled"

@@ -37,8 +37,12 @@ _AES256_KDF_ROUNDS = 100_000
 # 24 random bytes -> 32 URL-safe characters, 192 bits of entropy.
 _GENERATED_PASSWORD_BYTES = 24
 
-_DNS_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+# Matched with fullmatch only: `$` also matches before a trailing newline, which smuggled line breaks
+# into certificates and the hosts file.
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
+# RFC 5280 ub-common-name: a longer CN makes certificate creation fail.
+MAX_COMMON_NAME = 64
 
 SigningKey = (
     rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
@@ -358,14 +362,23 @@ def common_name(cert: x509.Certificate) -> str | None:
 
 
 def covers_dns_name(cert: x509.Certificate, name: str) -> bool:
-    """Whether the certificate is valid for `name`, the way Hyper-V Replica matches it.
+    """Whether the certificate is valid for `name`, the way Hyper-V Replica (and RFC 6125) match it.
 
-    Hyper-V accepts the name in the subject CN or in a SAN DNS entry; a wildcard matches exactly
-    one left-most label. Comparison is case-insensitive.
+    With a SubjectAlternativeName, only its DNS names count; the subject CN is used only when there is no
+    SAN at all. A wildcard matches exactly one left-most label. Comparison is case-insensitive.
     """
     wanted = name.rstrip(".").lower()
-    candidates = [*dns_names(cert), *([common_name(cert)] if common_name(cert) else [])]
+    cn = common_name(cert)
+    candidates = dns_names(cert) if _has_san(cert) else ([cn] if cn else [])
     return any(_name_matches(str(pattern).lower(), wanted) for pattern in candidates)
+
+
+def _has_san(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 def _name_matches(pattern: str, name: str) -> bool:
@@ -457,7 +470,7 @@ def dns_name_problem(name: object) -> str | None:
     if len(labels) < 2:
         return "it is a single label; give the fully qualified name (host.domain.tld)"
     for label in labels:
-        if not _DNS_LABEL.match(label):
+        if not is_dns_label(label):
             return (f"label {label!r} is invalid; use 1-63 letters, digits or hyphens, "
                     "not starting or ending with a hyphen")
     if labels[-1].isdigit():
@@ -465,8 +478,13 @@ def dns_name_problem(name: object) -> str | None:
     return None
 
 
+def is_dns_label(label: str) -> bool:
+    """1-63 ASCII letters, digits or inner hyphens, and nothing else (no trailing newline)."""
+    return _DNS_LABEL.fullmatch(label) is not None
+
+
 def country_problem(country: object) -> str | None:
-    if not isinstance(country, str) or not _COUNTRY.match(country):
+    if not isinstance(country, str) or not _COUNTRY.fullmatch(country):
         return "it must be a two-letter ISO 3166 country code such as 'DE' or 'US'"
     return None
 

@@ -42,6 +42,7 @@ from pypsrp.serializer import Serializer, TaggedValue
 from pypsrp.wsman import WSMan
 from urllib3.exceptions import NameResolutionError
 
+from hvreplica_provider import pki
 from hvreplica_provider.engine_values import normalise_ints
 from hvreplica_provider.inputs import Transport, WinRMAuth
 
@@ -300,7 +301,7 @@ def host_problem(host: object) -> str | None:
     else:
         return None
     labels = host.removesuffix(".").split(".")
-    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+    if len(host) > 253 or not all(pki.is_dns_label(label) for label in labels):
         return bare
     return None
 
@@ -315,10 +316,10 @@ _CONNECTION_INTS = dict.fromkeys(
     ),
     int,
 )
+_PASSWORD_AUTH = ("negotiate", "ntlm", "basic", "credssp")  # the methods that need username and password
 _CONNECTION_STRINGS = (
     "host", "transport", "auth", "username", "password", "ca_cert_pem", "client_cert_pem", "client_key_pem",
 )
-_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -445,7 +446,7 @@ class HostConnection:
                 bad("client_cert_pem", "certificate auth needs client_cert_pem (the client certificate, PEM)")
             if not self.client_key_pem:
                 bad("client_key_pem", "certificate auth needs client_key_pem (its private key, PEM)")
-        elif self.auth != "kerberos" and (not self.username or self.password is None):
+        elif self.auth in _PASSWORD_AUTH and (not self.username or self.password is None):
             bad(
                 "username" if not self.username else "password",
                 f"auth {self.auth!r} needs username and password",

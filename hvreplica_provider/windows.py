@@ -7,6 +7,7 @@ from every other failure, so a permission problem never looks like "gone".
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,32 @@ class FirewallRule:
 
 
 # ---------------------------------------------------------------------------------------- certificates
+
+
+_PATH_COMPONENT = re.compile(r'[^<>:"/\\|?*\x00-\x1f]+')
+MAX_PATH = 260
+
+
+def path_problem(value: str) -> str | None:
+    """Why `value` is not an absolute local Windows path (`D:\\Replica`, `D:\\`), or None: a drive letter,
+    then names without the characters Windows forbids in them (control characters included)."""
+    drive, separator, rest = value.partition(":\\")
+    names = rest.removesuffix("\\")
+    parts = names.split("\\") if names else []
+    valid = (
+        bool(separator)
+        and len(drive) == 1
+        and drive.isascii()
+        and drive.isalpha()
+        and len(value) <= MAX_PATH
+        and all(_PATH_COMPONENT.fullmatch(n) and n.rstrip(". ") == n for n in parts)
+    )
+    if not valid:
+        return (
+            "it must be an absolute local Windows path such as D:\\Hyper-V\\Replica: a drive letter, then "
+            'names without < > : " / | ? * or control characters, at most 260 characters'
+        )
+    return None
 
 
 def store_path(store: str, thumbprint: str | None = None) -> str:

@@ -19,6 +19,7 @@ Validators never echo the value of a property listed as secret in their failure 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -29,6 +30,7 @@ from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 from hvreplica_provider.engine_values import whole_number
+from hvreplica_provider.remoting import connection_dict, parse_connection
 
 PROVIDER_KEY = "__provider"
 
@@ -54,6 +56,18 @@ def user_properties(props: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in props.items() if k != PROVIDER_KEY}
 
 
+_MAX_ECHO = 100  # longer values are not repeated in failures (a pasted key or certificate)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def control_problem(value: str) -> str | None:
+    """Why `value` may not go into a certificate, file, registry value or firewall rule: a control
+    character (a line break would add a line to the hosts file, a field to a certificate name)."""
+    if _CONTROL.search(value):
+        return "it contains a control character (line break, tab, ...); remove it"
+    return None
+
+
 class CheckFailures:
     """Collects check failures while validating (and normalising) a copy of the inputs.
 
@@ -71,16 +85,34 @@ class CheckFailures:
     def add(self, key: str, reason: str) -> None:
         self.failures.append(CheckFailure(key, reason))
 
+    def failed(self, key: str) -> bool:
+        """Whether a failure was recorded for `key`: a later rule must not call that value missing."""
+        return any(f.property == key for f in self.failures)
+
+    def missing(self, key: str) -> bool:
+        """Whether `key` is absent (neither unknown nor given); an invalid value was reported already."""
+        return self.inputs.get(key) is None and not self.failed(key)
+
     def result(self) -> CheckResult:
         return CheckResult(self.inputs, self.failures)
 
     def label(self, key: str, value: object) -> str:
-        """`key 'value'` for a failure text, or just `key` when the property is secret."""
-        return key if key in self._secret else f"{key} {value!r}"
+        """`key 'value'` for a failure text, or just `key` when the value may not be echoed."""
+        return f"{key} {value!r}" if self._echoable(key, value) else key
 
     def got(self, key: str, value: object) -> str:
-        """`, got 'value'` for a failure text, or nothing when the property is secret."""
-        return "" if key in self._secret else f", got {value!r}"
+        """`, got 'value'` for a failure text, or nothing when the value may not be echoed."""
+        return f", got {value!r}" if self._echoable(key, value) else ""
+
+    def _echoable(self, key: str, value: object) -> bool:
+        """A value is repeated in a failure only when it is short, plain and not from a secret property
+        (`key`, `key[0]` or `key.field`): key material pasted into the wrong input is never printed."""
+        base = key.split("[", 1)[0].split(".", 1)[0]
+        if base in self._secret:
+            return False
+        if isinstance(value, bool | int | float) or value is None:
+            return True
+        return isinstance(value, str) and len(value) <= _MAX_ECHO and "-----" not in value
 
     def _value(self, key: str, default: Any, required: bool = False) -> Any:
         """The input (or its default, stored back) to validate; None when there is nothing to check: the
@@ -132,15 +164,18 @@ class CheckFailures:
         default: str | None = None,
         required: bool = False,
         problem: Callable[[str], str | None] | None = None,
+        text: bool = False,
     ) -> str | None:
-        """A string; `problem(value)` returns why a value is unacceptable (None when fine)."""
+        """A string; `problem(value)` returns why a value is unacceptable (None when fine). Control characters
+        are refused (values end up in certificates, files, the registry, firewall rules) unless `text`: PEM
+        blocks and passwords, which go nowhere as they are."""
         value = self._value(key, default, required)
         if value is None:
             return None
         if not isinstance(value, str) or (required and not value.strip()):
             self.add(key, f"{key} must be a {'non-empty ' if required else ''}string")
             return None
-        reason = problem(value) if problem else None
+        reason = (None if text else control_problem(value)) or (problem(value) if problem else None)
         if reason:
             self.add(key, f"{self.label(key, value)} is not acceptable: {reason}")
             return None
@@ -150,16 +185,27 @@ class CheckFailures:
         value = self._value(key, default)
         if value is None:
             return None
-        if value not in options:
+        if not isinstance(value, str) or value not in options:
             listed = ", ".join(map(repr, options))
             self.add(key, f"{key} must be one of {listed}{self.got(key, value)}")
             return None
         return str(value)
 
+    def boolean(self, key: str, *, default: bool) -> bool | None:
+        """A real boolean: 0, "" or [] would pass a truthiness test and switch a safety setting off."""
+        value = self._value(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.add(key, f"{key} must be true or false (a boolean){self.got(key, value)}")
+            return None
+        return value
+
     def string_list(
-        self, key: str, *, problem: Callable[[str], str | None] | None = None
+        self, key: str, *, problem: Callable[[str], str | None] | None = None, text: bool = False
     ) -> list[str] | None:
-        """A list of strings (default empty); unknown elements are skipped, each known one is checked."""
+        """A list of strings (default empty); unknown elements are skipped, each known one is checked
+        (control characters as `string` does)."""
         value = self._value(key, [])
         if value is None:
             return None
@@ -173,12 +219,29 @@ class CheckFailures:
             if not isinstance(item, str):
                 reason: str | None = "it must be a string"
             else:
-                reason = problem(item) if problem else None
+                reason = (None if text else control_problem(item)) or (problem(item) if problem else None)
             if reason:
                 self.add(key, f"{self.label(f'{key}[{index}]', item)} is not acceptable: {reason}")
             else:
                 good.append(item)
         return good
+
+
+def check_connection(checked: CheckFailures, key: str, resource: str) -> None:
+    """Validate (strictly typed) and normalise a connection input in place; warn when TLS is off."""
+    raw = checked.inputs.get(key)
+    if raw is None:
+        checked.add(key, f"{key} is required: the WinRM host and credentials of the Hyper-V host")
+        return
+    if contains_unknown(raw):
+        return
+    conn, problems = parse_connection(raw, key)
+    for prop_, reason in problems:
+        checked.add(prop_, reason)
+    if conn is not None:
+        checked.inputs[key] = connection_dict(conn)
+        for warning in conn.warnings(key):
+            pulumi.log.warn(f"{resource}: {warning}")
 
 
 def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterable[str]) -> list[str]:

@@ -81,7 +81,7 @@ class HostCertificateProvider(ResourceProvider):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         checked = CheckFailures(news, secret_keys=SECRET_INPUTS)
-        fqdn = checked.string("fqdn", required=True, problem=pki.dns_name_problem)
+        fqdn = checked.string("fqdn", required=True, problem=_fqdn_problem)
         names = checked.string_list("additional_dns_names", problem=pki.dns_name_problem)
         if fqdn is not None and names and fqdn.lower() in (name.lower() for name in names):
             checked.add("additional_dns_names", f"additional_dns_names repeats the fqdn {fqdn!r}; remove it")
@@ -89,7 +89,7 @@ class HostCertificateProvider(ResourceProvider):
         validity = check_validity(checked, DEFAULT_VALIDITY_DAYS, DEFAULT_EARLY_RENEWAL_DAYS)
         checked.choice("pfx_encryption", pki.PFX_ENCRYPTIONS, default=DEFAULT_PFX_ENCRYPTION)
         checked.string("friendly_name")
-        checked.string("pfx_password", problem=_password_problem)
+        checked.string("pfx_password", problem=_password_problem, text=True)
         ca_cert = _check_ca(checked)
         issuing = not user_properties(olds) or bool(changed_keys(olds, checked.inputs, REPLACE_KEYS))
         if ca_cert is not None and validity is not None and issuing:
@@ -144,8 +144,8 @@ class HostCertificateProvider(ResourceProvider):
 
 def _check_ca(checked: CheckFailures) -> x509.Certificate | None:
     """Parse the CA certificate and key and check they belong together; the CA cert or None."""
-    cert_pem = checked.string("ca_cert_pem", required=True)
-    key_pem = checked.string("ca_private_key_pem", required=True)
+    cert_pem = checked.string("ca_cert_pem", required=True, text=True)
+    key_pem = checked.string("ca_private_key_pem", required=True, text=True)
     cert = key = None
     if cert_pem is not None:
         try:
@@ -171,6 +171,19 @@ def _check_ca(checked: CheckFailures) -> x509.Certificate | None:
                     "the certificate of the same CertificateAuthority")
         return None
     return cert if key is not None else None
+
+
+def _fqdn_problem(fqdn: str) -> str | None:
+    """A DNS name that fits the subject CN (the profile puts the FQDN there; RFC 5280 caps a CN at 64
+    characters, and certificate creation fails beyond)."""
+    problem = pki.dns_name_problem(fqdn)
+    if problem is None and len(fqdn) > pki.MAX_COMMON_NAME:
+        return (
+            f"it is {len(fqdn)} characters long, and a certificate's subject CN holds at most "
+            f"{pki.MAX_COMMON_NAME}; use a shorter name for replication (for example a CNAME) and list the "
+            "long one in additional_dns_names"
+        )
+    return problem
 
 
 def _password_problem(password: str) -> str | None:

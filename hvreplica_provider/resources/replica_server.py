@@ -49,23 +49,23 @@ from hvreplica_provider.remoting import (
     Session,
     Statement,
     cmd,
-    connection_dict,
     is_type,
-    parse_connection,
     prop,
     text,
 )
 from hvreplica_provider.resources.base import (
     CheckFailures,
     args_props,
+    check_connection,
     contains_unknown,
-    is_unknown,
+    control_problem,
     secret_inputs,
     user_properties,
 )
 
 DEFAULT_CERTIFICATE_PORT = 443
 DEFAULT_KERBEROS_PORT = 80
+_MAX_TRUST_GROUP = 256  # a name, not a document
 SECRET_INPUTS = (
     *(f"connection.{name}" for name in CONNECTION_SECRET_FIELDS),
     "certificate.pfx_base64",
@@ -684,17 +684,7 @@ class ReplicaServerProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         checked = CheckFailures(news, secret_keys=("certificate", "connection"))
-        conn_raw = checked.inputs.get("connection")
-        if conn_raw is None:
-            checked.add("connection", "connection is required (host and credentials of the Hyper-V host)")
-        elif not contains_unknown(conn_raw):
-            conn, problems = parse_connection(conn_raw, "connection")
-            for prop_, reason in problems:
-                checked.add(prop_, reason)
-            if conn is not None:
-                checked.inputs["connection"] = connection_dict(conn)
-                for warning in conn.warnings():
-                    pulumi.log.warn(f"ReplicaServer: {warning}")
+        check_connection(checked, "connection", "ReplicaServer")
         fqdn = checked.string("fqdn", required=True, problem=pki.dns_name_problem)
         auth = checked.choice("authentication", hv.SERVER_AUTHENTICATIONS, default="Certificate")
         cert_port = checked.integer(
@@ -703,12 +693,12 @@ class ReplicaServerProvider(ResourceProvider):
         kerb_port = checked.integer("kerberos_port", default=DEFAULT_KERBEROS_PORT, minimum=1, maximum=65535)
         if auth == "CertificateAndKerberos" and cert_port is not None and cert_port == kerb_port:
             checked.add("kerberos_port", "kerberos_port and certificate_port must differ when both are used")
-        cas = checked.string_list("trusted_ca_certs", problem=_ca_problem)
-        partner_cas = checked.string_list("partner_trusted_ca_certs", problem=_ca_problem)
-        revocation_off = _bool_input(checked, "disable_revocation_check", False)
-        enabled = _bool_input(checked, "replication_enabled", True)
-        any_primary = _bool_input(checked, "allow_any_primary", False)
-        _bool_input(checked, "open_firewall", True)  # validated; custom ports get listener rules of their own
+        cas = checked.string_list("trusted_ca_certs", problem=_ca_problem, text=True)
+        partner_cas = checked.string_list("partner_trusted_ca_certs", problem=_ca_problem, text=True)
+        revocation_off = checked.boolean("disable_revocation_check", default=False)
+        enabled = checked.boolean("replication_enabled", default=True)
+        any_primary = checked.boolean("allow_any_primary", default=False)
+        checked.boolean("open_firewall", default=True)  # custom ports get listener rules of their own
         _check_entries(checked, any_primary, enabled)
         _check_hosts_entries(checked)
         if auth is not None and auth != "Kerberos":
@@ -789,19 +779,6 @@ def _session(inputs: Mapping[str, Any]) -> Session:
     return Session(HostConnection.from_input(inputs["connection"]))
 
 
-def _bool_input(checked: CheckFailures, key: str, default: bool) -> bool | None:
-    value = checked.inputs.get(key)
-    if value is None:
-        checked.inputs[key] = default
-        return default
-    if is_unknown(value):
-        return None
-    if not isinstance(value, bool):
-        checked.add(key, f"{key} must be true or false")
-        return None
-    return value
-
-
 def _ca_problem(pem: str) -> str | None:
     try:
         certs = pki.load_certificates(pem, "the certificate")
@@ -817,8 +794,8 @@ def _ca_problem(pem: str) -> str | None:
 
 def _check_entries(checked: CheckFailures, any_primary: bool | None, enabled: bool | None) -> None:
     raw = checked.inputs.get("allowed_primaries")
-    location = checked.string("default_storage_location", problem=_path_problem)
-    if any_primary and not location:
+    checked.string("default_storage_location", problem=win.path_problem)
+    if any_primary and checked.missing("default_storage_location"):
         checked.add(
             "default_storage_location",
             "allow_any_primary needs default_storage_location (an absolute "
@@ -849,18 +826,26 @@ def _check_entries(checked: CheckFailures, any_primary: bool | None, enabled: bo
         server = entry["primary_server"]
         problem = pki.dns_name_problem(server[2:] if server.startswith("*.") else server)
         if problem:
-            checked.add(f"{where}.primary_server", f"{where}.primary_server {server!r}: {problem}")
-        if server.lower() in seen:
+            label = checked.label(f"{where}.primary_server", server)
+            checked.add(f"{where}.primary_server", f"{label}: {problem}")
+        elif server.lower() in seen:
             checked.add(f"{where}.primary_server", f"{where}.primary_server {server!r} is listed twice")
         seen.add(server.lower())
-        location_problem = _path_problem(entry.get("storage_location"))
+        location = entry.get("storage_location")
+        location_problem = (
+            win.path_problem(location) if isinstance(location, str) else "storage_location must be a string"
+        )
         if location_problem:
-            checked.add(f"{where}.storage_location", f"{where}.storage_location {location_problem}")
+            checked.add(f"{where}.storage_location", f"{where}.storage_location: {location_problem}")
+        group = entry.get("trust_group")
+        group_problem = _trust_group_problem(group)
+        if group_problem:
+            checked.add(f"{where}.trust_group", f"{where}.trust_group: {group_problem}")
         normalised.append(
             {
                 "primary_server": server,
-                "storage_location": entry.get("storage_location"),
-                "trust_group": entry.get("trust_group") or hv.DEFAULT_TRUST_GROUP,
+                "storage_location": location,
+                "trust_group": group or hv.DEFAULT_TRUST_GROUP,
             }
         )
     if enabled is False and raw:
@@ -871,10 +856,17 @@ def _check_entries(checked: CheckFailures, any_primary: bool | None, enabled: bo
     checked.inputs["allowed_primaries"] = normalised
 
 
-def _path_problem(value: Any) -> str | None:
-    if not isinstance(value, str) or len(value) < 3 or value[1:3] != ":\\" or not value[0].isalpha():
-        return "must be an absolute Windows path such as D:\\Hyper-V\\Replica"
-    return None
+def _trust_group_problem(group: object) -> str | None:
+    """Absent (DEFAULT) or a plain name: it is stored in the host's authorization entries."""
+    if group is None:
+        return None
+    if not isinstance(group, str) or not group.strip():
+        return "trust_group must be a non-empty string (or left out for DEFAULT)"
+    return control_problem(group) or (
+        f"it is {len(group)} characters long; keep it under {_MAX_TRUST_GROUP}"
+        if len(group) >= _MAX_TRUST_GROUP
+        else None
+    )
 
 
 def _check_hosts_entries(checked: CheckFailures) -> None:
@@ -887,14 +879,32 @@ def _check_hosts_entries(checked: CheckFailures) -> None:
     if not isinstance(raw, Mapping):
         checked.add("hosts_entries", "hosts_entries must map FQDNs to IP addresses")
         return
+    seen: set[str] = set()
     for name, address in raw.items():
         problem = pki.dns_name_problem(name)
         if problem:
-            checked.add("hosts_entries", f"hosts_entries key {name!r}: {problem}")
-        try:
-            ipaddress.ip_address(address)
-        except (TypeError, ValueError):
-            checked.add("hosts_entries", f"hosts_entries[{name!r}] = {address!r} is not an IP address")
+            checked.add("hosts_entries", f"{checked.label('hosts_entries key', name)}: {problem}")
+            continue
+        if name.lower() in seen:
+            checked.add("hosts_entries", f"hosts_entries names {name!r} twice (names are case-insensitive)")
+        seen.add(name.lower())
+        if not _is_ip_address(address):
+            checked.add(
+                "hosts_entries",
+                f"hosts_entries[{name!r}] must be an IPv4 or IPv6 address such as 10.0.0.12 "
+                "(a string, without zone id)",
+            )
+
+
+def _is_ip_address(value: object) -> bool:
+    """A plain address string: ipaddress also takes ints, and IPv6 zone ids (`%...`) of any text."""
+    if not isinstance(value, str) or "%" in value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_certificate(
@@ -914,8 +924,13 @@ def _check_certificate(
         return
     if contains_unknown(raw):
         return
-    if not isinstance(raw, Mapping) or not raw.get("pfx_base64"):
-        checked.add("certificate", "certificate must hold pfx_base64 and pfx_password")
+    strings = ("pfx_base64", "pfx_password", "thumbprint")
+    if (
+        not isinstance(raw, Mapping)
+        or not raw.get("pfx_base64")
+        or any(raw.get(k) is not None and not isinstance(raw.get(k), str) for k in strings)
+    ):
+        checked.add("certificate", "certificate must hold pfx_base64, pfx_password and thumbprint as strings")
         return
     try:
         pfx = pki.load_pfx(base64.b64decode(raw["pfx_base64"], validate=True), raw.get("pfx_password") or "")
@@ -934,10 +949,12 @@ def _check_certificate(
             "certificate", "the PFX holds no private key; Hyper-V Replica needs the key in LocalMachine\\My"
         )
     if fqdn and not pki.covers_dns_name(cert, fqdn):
+        names = pki.dns_names(cert) or [pki.common_name(cert) or "no name"]
         checked.add(
             "certificate",
-            f"the certificate does not cover fqdn {fqdn!r} (neither its CN nor a SAN DNS "
-            "name); issue it for the exact name partners use",
+            f"the certificate does not cover fqdn {fqdn!r}: it is for {', '.join(names)} (with a subject "
+            "alternative name, only its DNS names count, not the CN: RFC 6125, and Hyper-V fails with "
+            "0x800B010F); issue it for the exact name partners use",
         )
     missing = pki.missing_ekus(cert)
     if missing:

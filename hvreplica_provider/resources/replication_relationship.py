@@ -9,6 +9,7 @@ Set-VMReplication can change update in place; the VM, the replica server name an
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from pulumi.dynamic import (
 
 from hvreplica_provider import clock, pki
 from hvreplica_provider import hyperv as hv
+from hvreplica_provider import windows as win
 from hvreplica_provider.inputs import (
     HostConnectionArgs,
     InitialReplicationMode,
@@ -42,12 +44,11 @@ from hvreplica_provider.remoting import (
     NotFound,
     RemoteError,
     Session,
-    connection_dict,
-    parse_connection,
 )
 from hvreplica_provider.resources.base import (
     CheckFailures,
     args_props,
+    check_connection,
     contains_unknown,
     is_unknown,
     secret_inputs,
@@ -155,7 +156,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         checked = CheckFailures(news, secret_keys=("primary", "replica"))
         for key in ("primary", "replica"):
-            _check_connection(checked, key)
+            check_connection(checked, key, "ReplicationRelationship")
         checked.string("vm_name", required=True, problem=_vm_name_problem)
         checked.string("replica_server_fqdn", required=True, problem=pki.dns_name_problem)
         auth = checked.choice("authentication", hv.VM_AUTHENTICATIONS, default="Certificate")
@@ -178,9 +179,9 @@ class ReplicationRelationshipProvider(ResourceProvider):
             "wait_for_initial_replication",
             "delete_replica_vm_on_destroy",
         ):
-            _bool_input(checked, key)
+            checked.boolean(key, default=_DEFAULTS[key])
         _check_window(checked)
-        checked.string_list("excluded_vhd_paths", problem=_path_problem)
+        checked.string_list("excluded_vhd_paths", problem=win.path_problem)
         _check_initial(checked)
         checked.integer("initial_replication_timeout_sec", default=DEFAULT_WAIT_TIMEOUT_SEC, minimum=1)
         return checked.result()
@@ -401,33 +402,22 @@ def _norm(values: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def _check_connection(checked: CheckFailures, key: str) -> None:
-    raw = checked.inputs.get(key)
-    if raw is None:
-        checked.add(key, f"{key} is required (host and credentials of the {key} Hyper-V host)")
-        return
-    if contains_unknown(raw):
-        return
-    conn, problems = parse_connection(raw, key)
-    for prop_, reason in problems:
-        checked.add(prop_, reason)
-    if conn is not None:
-        checked.inputs[key] = connection_dict(conn)
-        for warning in conn.warnings(key):
-            pulumi.log.warn(f"ReplicationRelationship: {warning}")
-
-
 def _vm_name_problem(name: str) -> str | None:
     if any(ch in name for ch in hv.WILDCARD_CHARACTERS):
         return "Hyper-V cmdlets treat * ? [ ] in VM names as wildcards; rename the VM"
     if name != name.strip():
         return "it has leading or trailing spaces"
+    if len(name) > hv.MAX_VM_NAME:
+        return f"Hyper-V VM names have at most {hv.MAX_VM_NAME} characters"
     return None
 
 
 def _check_thumbprint(checked: CheckFailures, auth: str | None) -> None:
     raw = checked.inputs.get("certificate_thumbprint")
     if is_unknown(raw) or auth is None:
+        return
+    if raw is not None and not isinstance(raw, str):
+        checked.add("certificate_thumbprint", "certificate_thumbprint must be a string (40 hex characters)")
         return
     if auth == "Kerberos":
         if raw:
@@ -446,47 +436,39 @@ def _check_thumbprint(checked: CheckFailures, auth: str | None) -> None:
     checked.inputs["certificate_thumbprint"] = thumb
 
 
-def _bool_input(checked: CheckFailures, key: str) -> None:
-    value = checked.inputs.get(key)
-    if value is None:
-        checked.inputs[key] = _DEFAULTS[key]
-    elif not is_unknown(value) and not isinstance(value, bool):
-        checked.add(key, f"{key} must be true or false")
+# ASCII digits only: str.isdigit() also takes other scripts' digits, which Hyper-V never echoes back.
+_TIME_OF_DAY = re.compile(r"([0-9]{1,2}):([0-9]{2}):([0-9]{2})")
 
 
 def _timespan_problem(value: str) -> str | None:
-    parts = value.split(":")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    match = _TIME_OF_DAY.fullmatch(value)
+    if match is None:
         return "use hh:mm:ss, e.g. 18:30:00"
-    h, m, s = (int(p) for p in parts)
+    h, m, s = (int(p) for p in match.groups())
     if h > 23 or m > 59 or s > 59:
         return "it must be a time of day between 00:00:00 and 23:59:59"
     return None
 
 
 def _check_window(checked: CheckFailures) -> None:
-    start = checked.string("auto_resynchronize_start", problem=_timespan_problem)
-    end = checked.string("auto_resynchronize_end", problem=_timespan_problem)
-    raw = (checked.inputs.get("auto_resynchronize_start"), checked.inputs.get("auto_resynchronize_end"))
-    if not any(is_unknown(v) for v in raw) and (start is None) != (end is None):
-        checked.add(
-            "auto_resynchronize_start", "give both auto_resynchronize_start and auto_resynchronize_end"
-        )
-
-
-def _path_problem(value: str) -> str | None:
-    if len(value) < 3 or value[1:3] != ":\\" or not value[0].isalpha():
-        return "must be an absolute Windows path such as D:\\VMs\\data.vhdx"
-    return None
+    """Both ends or neither, stored as hh:mm:ss (how Hyper-V reads them back, so diffs come back clean)."""
+    ends = ("auto_resynchronize_start", "auto_resynchronize_end")
+    values = [checked.string(key, problem=_timespan_problem) for key in ends]
+    for key, value in zip(ends, values, strict=True):
+        if value is not None:
+            checked.inputs[key] = ":".join(f"{int(p):02d}" for p in value.split(":"))
+    given = [not checked.missing(key) for key in ends]
+    if given[0] != given[1]:
+        checked.add(ends[given[0]], "give both auto_resynchronize_start and auto_resynchronize_end")
 
 
 def _check_initial(checked: CheckFailures) -> None:
     mode = checked.choice("initial_replication", INITIAL_MODES, default="network")
     start = checked.string("initial_replication_start_time")
-    destination = checked.string("initial_replication_destination_path", problem=_path_problem)
+    destination = checked.string("initial_replication_destination_path", problem=win.path_problem)
     if mode == "scheduled":
         if start is None:
-            if not is_unknown(checked.inputs.get("initial_replication_start_time")):
+            if checked.missing("initial_replication_start_time"):
                 checked.add(
                     "initial_replication_start_time",
                     "scheduled initial replication needs "
@@ -509,11 +491,7 @@ def _check_initial(checked: CheckFailures) -> None:
             "initial_replication_start_time",
             "initial_replication_start_time needs initial_replication 'scheduled'",
         )
-    if (
-        mode == "export"
-        and destination is None
-        and not is_unknown(checked.inputs.get("initial_replication_destination_path"))
-    ):
+    if mode == "export" and destination is None and checked.missing("initial_replication_destination_path"):
         checked.add(
             "initial_replication_destination_path",
             "export initial replication needs "

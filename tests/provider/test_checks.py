@@ -167,8 +167,8 @@ def test_server_settings_validation(ca: Issued) -> None:
     assert "Certificate" in found["authentication"]
     assert "cannot be combined with allow_any_primary" in found["allowed_primaries"]
     assert "needs default_storage_location" in found["default_storage_location"]
-    assert "absolute Windows path" in found["allowed_primaries[0].storage_location"]
-    assert "is not an IP address" in found["hosts_entries"]
+    assert "absolute local Windows path" in found["allowed_primaries[0].storage_location"]
+    assert "must be an IPv4 or IPv6 address" in found["hosts_entries"]
     assert "not a CA certificate" in found["trusted_ca_certs"]
     assert "clear text" in found["connection.auth"]
 
