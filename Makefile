@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv lint bench
+.PHONY: demo test venv lint bench lab
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -23,3 +23,8 @@ test: lint
 
 demo:
 	@scripts/demo.sh
+
+# Only the demo's hvsim lab (hvsim.dev.toml, state in .hvsim/), in the background and without the Pulumi
+# CLI: try the providers from Python against it. It prints how to stop it; `make demo` reuses it.
+lab: $(STAMP)
+	@$(VENV)/bin/python -m hvsim start --config hvsim.dev.toml --state-dir .hvsim

@@ -2,6 +2,7 @@
 running server. Every admin subcommand prints what it did, or the data it was asked for.
 
 hvsim serve --config lab.toml [--state-dir .hvsim] [--time-scale 60]
+hvsim start|stop --config lab.toml [--state-dir .hvsim]   (serve in the background / stop that)
 hvsim add-vm|remove-vm|stop-vm|start-vm HOST VM (--admin ADDR | --config FILE)
 hvsim dump HOST [--section vms|replication|certificates|registry|firewall|hosts] (--admin ... | --config ...)
 hvsim clear-faults|counters HOST (--admin ADDR | --config FILE)
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hvsim import background
 from hvsim.admin import DUMP_SECTIONS, AdminError, call
 from hvsim.config import ConfigError, load_config
 from hvsim.faults import FaultKind
@@ -58,14 +60,32 @@ def _serve(args: argparse.Namespace) -> int:
             f"{h.fqdn}=https://{h.address}:{emulator.listener_port(h.fqdn)}" for h in emulator.config.hosts
         )
         print(
-            f"hvsim ready: {len(emulator.config.hosts)} host(s) ca={emulator.ca_pem_path.resolve()} "
-            f"admin={emulator.admin_address or 'none'} state={Path(args.state_dir).resolve()} hosts: {hosts}",
+            f"{background.READY_PREFIX}: {len(emulator.config.hosts)} host(s) "
+            f"ca={emulator.ca_pem_path.resolve()} admin={emulator.admin_address or 'none'} "
+            f"state={Path(args.state_dir).resolve()} hosts: {hosts}",
             flush=True,
         )
         stop.wait()
     finally:
         emulator.stop()  # saves the lab state
-    print("hvsim stopped", flush=True)
+    print(background.STOPPED_LINE, flush=True)
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    started = background.start(Path(args.config), Path(args.state_dir))
+    if started.reused:
+        print(f"hvsim already running (pid {started.pid}, log {started.log}), reusing it")
+    else:
+        print(f"hvsim started in the background (pid {started.pid}, log {started.log})")
+        print(started.ready)
+    print(f"stop it with: hvsim stop --config {args.config} --state-dir {args.state_dir}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    pid = background.stop(Path(args.config), Path(args.state_dir))
+    print(f"hvsim (pid {pid}) stopped" if pid is not None else f"no hvsim serving {args.config} runs")
     return 0
 
 
@@ -131,6 +151,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="state directory (default .hvsim/)")
     serve.add_argument("--time-scale", type=float, help="emulated seconds per real second (overrides config)")
     serve.set_defaults(func=_serve)
+    for name, func, text in (
+        ("start", _start, "serve in the background (pid and log in the state directory), or reuse it"),
+        ("stop", _stop, "stop the lab `start` started"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", required=True, help="lab TOML file")
+        p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="state directory (default .hvsim/)")
+        p.set_defaults(func=func)
 
     def admin_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
@@ -170,11 +198,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Failures the user can fix: one line on stderr, exit status 2, no traceback.
+_REPORTED = (AdminError, ConfigError, MissingExtraError, background.BackgroundError, OSError, ValueError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (AdminError, ConfigError, MissingExtraError, OSError, ValueError) as exc:
+    except _REPORTED as exc:
         print(f"hvsim: error: {exc}", file=sys.stderr)
         return 2
 

@@ -223,3 +223,28 @@ def test_serve_with_a_busy_port_names_it(tmp_path: Path, served: Served) -> None
     result = _hvsim("serve", "--config", str(config), "--state-dir", str(tmp_path / "s2"), check=False)
     assert result.returncode == 2
     assert f"cannot listen on {ADDRESS}:{served.port}" in result.stderr and "hv9.contoso.com" in result.stderr
+
+
+def test_start_and_stop_in_the_background(lab_files: tuple[Path, Path, str, int]) -> None:
+    config, state, admin, _ = lab_files
+    where = ["--config", str(config), "--state-dir", str(state)]
+    started = _hvsim("start", *where).stdout
+    try:
+        assert "hvsim started in the background (pid" in started and "\nhvsim ready:" in started
+        assert f"stop it with: hvsim stop {' '.join(where)}" in started
+        pid = int((state / "hvsim.pid").read_text())
+        assert f"pid {pid}" in started and (state / "hvsim.log").exists()
+        assert "reusing it" in _hvsim("start", *where).stdout  # idempotent
+        assert "added VM" in _hvsim("add-vm", "--admin", admin, HV, "bg01").stdout
+    finally:
+        stopped = _hvsim("stop", *where).stdout
+    assert stopped == f"hvsim (pid {pid}) stopped\n"
+    assert _hvsim("stop", *where).stdout == f"no hvsim serving {config} runs\n"
+    assert not (state / "hvsim.pid").exists()
+
+
+def test_make_lab_starts_the_demo_lab() -> None:
+    dry_run = subprocess.run(
+        ["make", "-n", "lab"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "-m hvsim start --config hvsim.dev.toml --state-dir .hvsim" in dry_run
