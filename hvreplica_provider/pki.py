@@ -513,6 +513,9 @@ def export_pfx(
     """
     if not password:
         raise ValueError("a PFX password must not be empty")
+    problem = pfx_password_problem(password)
+    if problem:
+        raise ValueError(problem)
     if encryption == "legacy":
         builder = (serialization.PrivateFormat.PKCS12.encryption_builder()
                    .kdf_rounds(_LEGACY_KDF_ROUNDS)
@@ -534,8 +537,19 @@ def export_pfx(
     )
 
 
+def pfx_password_problem(password: str) -> str | None:
+    """Why `password` cannot protect a PFX, or None: the PKCS#12 code takes it as a C string, and a NUL
+    character in it makes the library abort (a Rust panic, not an exception)."""
+    if "\x00" in password:
+        return "the PFX password contains a NUL character, which PKCS#12 passwords cannot hold"
+    return None
+
+
 def load_pfx(data: bytes, password: str) -> PfxContents:
     """Open a PKCS#12 blob. The error says what to check and never repeats the password."""
+    problem = pfx_password_problem(password)
+    if problem:
+        raise ValueError(problem)
     try:
         bundle = pkcs12.load_pkcs12(data, password.encode("utf-8"))
     except ValueError:

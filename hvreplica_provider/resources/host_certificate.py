@@ -187,7 +187,9 @@ def _fqdn_problem(fqdn: str) -> str | None:
 
 
 def _password_problem(password: str) -> str | None:
-    return "it is empty; omit pfx_password to have one generated" if not password else None
+    if not password:
+        return "it is empty; omit pfx_password to have one generated"
+    return pki.pfx_password_problem(password)
 
 
 def _check_ca_timing(checked: CheckFailures, ca_cert: x509.Certificate, validity: int, now: datetime) -> None:

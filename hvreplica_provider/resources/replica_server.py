@@ -703,6 +703,12 @@ class ReplicaServerProvider(ResourceProvider):
         _check_hosts_entries(checked)
         if auth is not None and auth != "Kerberos":
             _check_certificate(checked, fqdn, cas, partner_cas, revocation_off)
+        elif auth == "Kerberos" and checked.inputs.get("certificate") is not None:
+            checked.add(
+                "certificate",
+                "authentication 'Kerberos' uses no certificate, so none is installed; remove certificate "
+                "or use 'CertificateAndKerberos'",
+            )
         return checked.result()
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

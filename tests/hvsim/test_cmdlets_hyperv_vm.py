@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from pypsrp.powershell import PowerShell
 
 from tests.support.hvsim_env import host, lab_config, running_lab
 from tests.support.hyperv import HostSession, props, sessions
@@ -132,3 +133,38 @@ def test_get_vm_snapshot_without_recovery_points(hv: HostSession) -> None:
     assert missing.error.fq_error == "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMSnapshot"
     bad = hv.run("Get-VMSnapshot", VMName="web01", SnapshotType="Sideways")
     assert bad.had_errors and "SnapshotType" in str(bad.error)
+
+
+def pipeline(hv: HostSession, *commands: tuple[str, dict[str, object]]) -> tuple[list[object], list[object]]:
+    """Cmdlets piped into each other (named parameters only), as the provider sends them."""
+    ps = PowerShell(hv.pool)
+    for name, params in commands:
+        ps.add_cmdlet(name)
+        for key, value in params.items():
+            ps.add_parameter(key, value)
+    return ps.invoke(), list(ps.streams.error)
+
+
+def test_get_vm_by_id_piped_into_the_vm_object_parameter_sets(hv: HostSession) -> None:
+    """GetVM.cs: -Id is a System.Guid in the "Id" set; VM objects bind to -VM ("VMObject" sets) of the cmdlets
+    after it, so a name shared by several VMs never widens the selection."""
+    hv.ok("New-VM", Name="twin01")
+    hv.ok("New-VM", Name="twin01")
+    first, second = (str(props(v)["Id"]) for v in hv.ok("Get-VM", Name="twin01"))
+    assert [str(props(v)["Id"]) for v in hv.ok("Get-VM", Id=first.upper())] == [first]
+    out, errors = pipeline(hv, ("Get-VM", {"Id": first}), ("Remove-VM", {"Force": True}))
+    assert errors == [] and [str(props(v)["Id"]) for v in hv.ok("Get-VM", Name="twin01")] == [second]
+    bad = hv.run("Get-VM", Id="not-a-guid")
+    assert bad.had_errors and 'to type "System.Guid"' in str(bad.errors[0])
+    gone = hv.run("Get-VM", Id=str(uuid.uuid4()))
+    assert gone.output == [] and gone.error.fq_error.startswith("ObjectNotFound")
+    out, errors = pipeline(hv, ("Get-VM", {"Id": str(uuid.uuid4())}), ("Remove-VM", {"Force": True}))
+    assert out == [] and len(errors) == 1  # Get-VM's not-found; Remove-VM gets no input and does nothing
+
+
+def test_get_vmreplication_filters_exist_only_with_vmname(hv: HostSession) -> None:
+    """GetVMReplication.cs declares -ReplicationMode and the other filters in the "VMName" set only: with
+    them, a piped VM object has no parameter to bind to (the engine's InputObjectNotBound)."""
+    web = str(props(hv.ok("Get-VM", Name="web01")[0])["Id"])
+    out, errors = pipeline(hv, ("Get-VM", {"Id": web}), ("Get-VMReplication", {"ReplicationMode": "Primary"}))
+    assert out == [] and str(errors[0].fq_error).startswith("InputObjectNotBound,")

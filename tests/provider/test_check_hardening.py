@@ -216,3 +216,19 @@ def test_window_digits_trust_group_type_and_storage_paths(ca: Issued) -> None:
         )
     )
     assert "allowed_primaries[0].trust_group" in found and "allowed_primaries[0].storage_location" in found
+
+
+def test_a_nul_in_a_pfx_password_is_refused_not_a_crash(ca: Issued, issued_ca: pki.IssuedCertificate) -> None:
+    """Found by tests/fuzz: the PKCS#12 code aborts (a Rust panic, which is no Exception) on a NUL."""
+    assert "NUL" in host_cert(issued_ca, pfx_password="pfx\x00pass")["pfx_password"]
+    host = make_host_cert(ca, FQDN)
+    cert = {**certificate(host, ca), "pfx_password": "\x00pfx-pass"}
+    assert "NUL" in server(server_inputs(ca, host, certificate=cert))["certificate"]
+
+
+def test_a_certificate_with_kerberos_is_refused_rather_than_crashing_diff(ca: Issued) -> None:
+    """Found by tests/fuzz: check skipped the unused certificate, and diff then failed opening its PFX."""
+    host = make_host_cert(ca, FQDN)
+    cert = {**certificate(host, ca), "pfx_password": None}
+    reason = server(server_inputs(ca, host, authentication="Kerberos", certificate=cert))["certificate"]
+    assert "uses no certificate" in reason
