@@ -214,14 +214,17 @@ def prepare_sites(lab: Lab) -> dict[str, Site]:
     return sites
 
 
-def relationship_inputs(lab: Lab, vm: str, **overrides: Any) -> dict[str, Any]:
-    """Checked inputs replicating `vm` from host1.contoso.com to host2.fabrikam.com by certificate."""
+def relationship_inputs(
+    lab: Lab, vm: str, *, source: str = PRIMARY, target: str = REPLICA, **overrides: Any
+) -> dict[str, Any]:
+    """Checked inputs replicating `vm` from `source` (host1.contoso.com) to `target` (host2.fabrikam.com) by
+    certificate."""
     inputs = {
-        "primary": lab.connection(PRIMARY),
-        "replica": lab.connection(REPLICA),
+        "primary": lab.connection(source),
+        "replica": lab.connection(target),
         "vm_name": vm,
-        "replica_server_fqdn": REPLICA,
-        "certificate_thumbprint": site_certs(PRIMARY).thumbprint,
+        "replica_server_fqdn": target,
+        "certificate_thumbprint": site_certs(source).thumbprint,
         **overrides,
     }
     result = ReplicationRelationshipProvider().check({}, inputs)

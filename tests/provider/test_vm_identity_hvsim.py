@@ -14,7 +14,7 @@ import pytest
 from hvreplica_provider.remoting import REGISTRY, InvalidState
 from hvreplica_provider.resources.replica_server import ReplicaServerProvider
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
-from tests.provider.support import PRIMARY, REPLICA, Lab, prop, site_certs
+from tests.provider.support import PRIMARY, REPLICA, Lab, prop, relationship_inputs, site_certs
 from tests.support.hvsim_env import host, lab_config, running_lab
 
 BRANCH1, BRANCH2, DR = "branch1.contoso.com", "branch2.northwind.com", "dr.fabrikam.com"
@@ -54,18 +54,7 @@ def prepare(lab: Lab, fqdn: str, partners: list[str]) -> None:
 
 
 def relationship(lab: Lab, primary: str, replica: str, vm: str, **overrides: Any) -> dict[str, Any]:
-    inputs = {
-        "primary": lab.connection(primary),
-        "replica": lab.connection(replica),
-        "vm_name": vm,
-        "replica_server_fqdn": replica,
-        "certificate_thumbprint": site_certs(primary).thumbprint,
-        "initial_replication": "network",
-        **overrides,
-    }
-    checked = ReplicationRelationshipProvider().check({}, inputs)
-    assert [f.reason for f in checked.failures] == []
-    return checked.inputs
+    return relationship_inputs(lab, vm, source=primary, target=replica, **overrides)
 
 
 def vms(lab: Lab, fqdn: str) -> dict[str, tuple[str, str]]:
