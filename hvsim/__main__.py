@@ -79,8 +79,18 @@ def _start(args: argparse.Namespace) -> int:
     else:
         print(f"hvsim started in the background (pid {started.pid}, log {started.log})")
         print(started.ready)
-    print(f"stop it with: hvsim stop --config {args.config} --state-dir {args.state_dir}")
+    print(f"stop it with: {_this_command()} stop --config {args.config} --state-dir {args.state_dir}")
     return 0
+
+
+def _this_command() -> str:
+    """How the user ran hvsim: the `hvsim` script, or `python -m hvsim` with this interpreter (e.g. from
+    `make lab`, where `hvsim` is not on PATH)."""
+    if Path(sys.argv[0]).stem == "hvsim":
+        return "hvsim"
+    python = Path(sys.executable)
+    shown = python.relative_to(Path.cwd()) if python.is_relative_to(Path.cwd()) else python
+    return f"{shown} -m hvsim"
 
 
 def _stop(args: argparse.Namespace) -> int:

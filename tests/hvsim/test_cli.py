@@ -231,7 +231,9 @@ def test_start_and_stop_in_the_background(lab_files: tuple[Path, Path, str, int]
     started = _hvsim("start", *where).stdout
     try:
         assert "hvsim started in the background (pid" in started and "\nhvsim ready:" in started
-        assert f"stop it with: hvsim stop {' '.join(where)}" in started
+        python = Path(sys.executable)  # shown relative to the working directory, the repository here
+        shown = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
+        assert f"stop it with: {shown} -m hvsim stop {' '.join(where)}" in started
         pid = int((state / "hvsim.pid").read_text())
         assert f"pid {pid}" in started and (state / "hvsim.log").exists()
         assert "reusing it" in _hvsim("start", *where).stdout  # idempotent
