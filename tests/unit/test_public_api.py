@@ -102,7 +102,8 @@ def test_every_args_field_has_a_docstring() -> None:
 def test_no_docstring_points_at_a_missing_file(package: str) -> None:
     missing = []
     for path in (ROOT / package).rglob("*.py"):
-        for mention in re.findall(r"[\w./-]+\.md\b", path.read_text(encoding="utf-8")):
+        text = path.read_text(encoding="utf-8")
+        for mention in re.findall(r"(?:[\w.-]+/)+[\w.-]+\.(?:md|py|toml|ya?ml|sh)\b|[\w.-]+\.md\b", text):
             if not (ROOT / mention).is_file():
                 missing.append(f"{path.relative_to(ROOT)}: {mention}")
     assert missing == []
