@@ -102,7 +102,8 @@ def make_host_cert(
     key_slot: int = 4,
 ) -> Issued:
     """A host certificate issued by `issuer` (self-signed when None). `dns_names` defaults to the CN; pass ()
-    for none. The defaults follow DESIGN §4's host profile: both EKUs, digitalSignature + keyEncipherment."""
+    for none. The defaults follow HostCertificate's profile (README.md): both EKUs, digitalSignature +
+    keyEncipherment."""
     key = pooled_key(key_slot)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     signer_key = issuer.key if issuer else key

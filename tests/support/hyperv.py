@@ -1,5 +1,6 @@
 """Shared helpers (no tests) of the Hyper-V conformance and replication tests: one real pypsrp session per
-emulated host, and the host preparation steps of seed-scenario.md done through the real cmdlets.
+emulated host, and the host preparation steps of the scenario (README.md, "Why") done through the real
+cmdlets.
 """
 
 from __future__ import annotations
