@@ -65,7 +65,10 @@ def _serve(args: argparse.Namespace) -> int:
             f"state={Path(args.state_dir).resolve()} hosts: {hosts}",
             flush=True,
         )
-        stop.wait()
+        # Wake up now and then: Python runs signal handlers only in the main thread, between bytecodes,
+        # and the kernel may deliver SIGTERM to another thread while this one sleeps in a lock.
+        while not stop.wait(0.2):
+            pass
     finally:
         emulator.stop()  # saves the lab state
     print(background.STOPPED_LINE, flush=True)
