@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import importlib.util
 import ipaddress
-import itertools
 import os
 import re
 import shutil
@@ -788,7 +787,9 @@ class Session:
         budget = self.conn.retry_deadline_sec if self.retry.deadline_sec is None else self.retry.deadline_sec
         started = time.monotonic()
         delay = self.retry.initial_backoff_sec
-        for attempt in itertools.count(1):
+        attempt = 0
+        while True:
+            attempt += 1
             entry = self._registry.entry(self.conn)
             try:
                 with entry.slots:
@@ -811,7 +812,6 @@ class Session:
                 )
                 self._sleep(delay)
                 delay = min(delay * 2, self.retry.max_backoff_sec)
-        raise AssertionError("unreachable")  # itertools.count never ends
 
     def _run_once(
         self, entry: _PoolEntry, statements: Sequence[Statement], names: str, secrets: tuple[str, ...]
