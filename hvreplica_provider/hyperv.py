@@ -1,9 +1,11 @@
 """Hyper-V Replica primitives over a remoting session: replica-server settings, authorization entries,
 per-VM replication. Typed dataclasses in and out; cmdlets with named parameters only.
 
-Per-VM reads name the VM (`Get-VMReplication -VMName`), so a read costs the same with one VM or five
-hundred on the host. Windows answers a named VM without replication with a terminating "not enabled"
-error, recognised here by its FullyQualifiedErrorId; a VM that does not exist stays a NotFound error.
+Per-VM reads pipe the one VM (`Get-VM -Id | Get-VMReplication`), so a read costs the same with one VM or
+five hundred on the host. Windows answers a VM without replication with a NON-terminating error,
+`OperationFailed,Microsoft.HyperV.PowerShell.Commands.GetVMReplication` in category InvalidOperation
+(GetVMReplication.cs), recognised here by that id and category; a VM that does not exist stays a NotFound
+error (Get-VM's ObjectNotFound), and access denied or anything else is never taken for either.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, get_args
 
 from hvreplica_provider.inputs import RelationshipAuthentication, ReplicaServerAuthentication
 from hvreplica_provider.remoting import (
+    CATEGORY_INVALID_OPERATION,
     Cmd,
     InvalidState,
     NotFound,
@@ -33,10 +36,18 @@ SERVER_AUTHENTICATIONS: tuple[str, ...] = get_args(ReplicaServerAuthentication)
 VM_AUTHENTICATIONS: tuple[str, ...] = get_args(RelationshipAuthentication)
 WILDCARD_CHARACTERS = "*?[]"
 MAX_VM_NAME = 100  # what New-VM/Rename-VM accept
-# The error id Hyper-V's module uses for "replication is not enabled for virtual machine ..." (the part of the
-# FullyQualifiedErrorId before the command class).
-NOT_ENABLED_ERROR_ID = "VMReplication_NotEnabled"
-INVALID_STATE_ERROR_ID = "OperationFailed_InvalidReplicationState"
+# FullyQualifiedErrorIds end with the cmdlet's class; the part before it is one of a fixed set of identifiers
+# (ErrorIdentifier.cs), paired with a category by ExceptionHelper.cs.
+COMMANDS = "Microsoft.HyperV.PowerShell.Commands"
+# Get-VMReplication's "Replication is not enabled for virtual machine with name 'X'.": the only
+# OperationFailed it raises itself, in category InvalidOperation (a failed VMMS call would be NotSpecified).
+NOT_ENABLED_ERROR = f"OperationFailed,{COMMANDS}.GetVMReplication"
+# Remove-VMReplication's refusal for a VM without replication (RemoveVMReplication.cs: its invalid-state
+# exception, identifier InvalidState in category InvalidOperation).
+NOTHING_TO_REMOVE_ERROR = f"InvalidState,{COMMANDS}.RemoveVMReplication"
+# What a Hyper-V cmdlet's own refusal or its failed VMMS job carries; AccessDenied, InvalidParameter,
+# ObjectNotFound and transport faults are not refusals.
+_REFUSAL_IDENTIFIERS = ("OperationFailed", "InvalidState", "InvalidOperation")
 
 _SERVER_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationServer"
 _ENTRY_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationAuthorizationEntry"
@@ -269,8 +280,15 @@ def replication_read_cmd(vm_id: str | None = None) -> Statement:
 
 
 def is_not_enabled(error: RemoteError) -> bool:
-    """Whether `error` is Hyper-V's "replication is not enabled" for a named VM."""
-    return isinstance(error, InvalidState) and error.fq_error_id.split(",", 1)[0] == NOT_ENABLED_ERROR_ID
+    """Whether `error` is Get-VMReplication's "replication is not enabled" for a VM it was given."""
+    return error.fq_error_id == NOT_ENABLED_ERROR and error.category == CATEGORY_INVALID_OPERATION
+
+
+def refused_by(error: RemoteError, command_class: str) -> bool:
+    """Whether `error` is the Hyper-V cmdlet `command_class`'s own refusal or its failed VMMS job, as
+    opposed to access denied, a parameter it rejected, a missing object or a transport fault."""
+    identifier, _, command = error.fq_error_id.partition(",")
+    return command == f"{COMMANDS}.{command_class}" and identifier in _REFUSAL_IDENTIFIERS
 
 
 def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
@@ -317,15 +335,19 @@ def find_replication(infos: Sequence[VMReplicationInfo], vm_id: str, mode: str) 
 
 
 def vm_replications(session: Session, vm_id: str) -> list[VMReplicationInfo]:
-    """The VM's replication legs on this host in one pipeline; empty when replication is not enabled.
-    A VM that does not exist raises NotFound: the caller decides whether that means gone."""
+    """The VM's replication legs on this host in one pipeline; empty when replication is not enabled
+    (Windows writes that as a non-terminating error; a terminating one, under a caller's -ErrorAction Stop
+    preference, counts the same). A VM that does not exist raises NotFound: the caller decides whether that
+    means gone."""
     try:
         result = session.run(replication_read_cmd(vm_id))
     except RemoteError as exc:
         if is_not_enabled(exc):
             return []
         raise
-    result.raise_errors()
+    for error in result.errors:
+        if not is_not_enabled(error):
+            raise error
     return parse_replications(result.output)
 
 
@@ -405,18 +427,11 @@ def remove_replication(session: Session, vm_id: str) -> VirtualMachineRef | None
     is now; None when it does not exist. A VM without replication has nothing to remove."""
     result = session.run([vm_by_id(vm_id), cmd("Remove-VMReplication")], [vm_by_id(vm_id)])
     for error in result.errors:
-        if not (isinstance(error, NotFound) or _nothing_to_remove(error)):
+        nothing_to_remove = error.fq_error_id == NOTHING_TO_REMOVE_ERROR
+        if not (isinstance(error, NotFound) or nothing_to_remove):
             raise error
     vms = parse_vms(result.output)
     return vms[0] if vms else None
-
-
-def _nothing_to_remove(error: RemoteError) -> bool:
-    """Remove-VMReplication's refusal for a VM without replication: Windows raises its invalid-state
-    exception (RemoveVMReplication.cs, OperationFailed_InvalidReplicationState); hvsim writes
-    VMReplication_NotEnabled."""
-    error_id = error.fq_error_id.split(",", 1)[0]
-    return isinstance(error, InvalidState) and error_id in (NOT_ENABLED_ERROR_ID, INVALID_STATE_ERROR_ID)
 
 
 def remove_vm(session: Session, vm_id: str) -> None:

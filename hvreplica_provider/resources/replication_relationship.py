@@ -210,8 +210,11 @@ class ReplicationRelationshipProvider(ResourceProvider):
             )
             result.raise_errors()
             infos = hv.parse_replications(result.output)
-        except InvalidState as refused:
-            # A re-run after a failure half-way: adopt the existing leg when it points where we want.
+        except RemoteError as refused:
+            # Refused ("already enabled", or VMMS failed the job): a re-run after a failure half-way adopts
+            # the existing leg when it points where we want; otherwise the refusal is explained.
+            if not hv.refused_by(refused, "EnableVMReplication"):
+                raise
             infos = _adopt(session, inputs, vm_id, initial, refused)
         info = _primary_leg(infos, vm_id, session.host)
         if inputs.get("wait_for_initial_replication"):
@@ -294,7 +297,7 @@ def _adopt(
     inputs: Mapping[str, Any],
     vm_id: str,
     initial: hv.InitialReplication,
-    refused: InvalidState,
+    refused: RemoteError,
 ) -> list[hv.VMReplicationInfo]:
     """The VM's primary leg when the refused enable found it already replicating to our replica."""
     infos = hv.vm_replications(session, vm_id)
@@ -315,7 +318,7 @@ def _adopt(
     return infos
 
 
-def _explained(inputs: Mapping[str, Any], vm_id: str, refused: InvalidState) -> InvalidState:
+def _explained(inputs: Mapping[str, Any], vm_id: str, refused: RemoteError) -> RemoteError:
     """The refusal, with the likely cause when the replica host holds the VM's replica (same id) without
     replication: a replica VM kept by an earlier delete (a replace deletes first) blocks enabling afresh."""
     replica = _session(inputs, "replica")

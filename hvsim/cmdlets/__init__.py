@@ -17,7 +17,7 @@ from psrpcore import Command
 from psrpcore.types import ErrorCategory
 
 from hvsim.cmdlets.base import Binder, BoundArguments, CmdletContext, CommonParameters, OutputSink, lookup
-from hvsim.cmdlets.errors import TerminatingError, error_record
+from hvsim.cmdlets.errors import TerminatingError, WrittenError, error_record
 
 if TYPE_CHECKING:
     from hvsim.lab import Lab
@@ -162,6 +162,8 @@ def _run_record(lab: Lab, ctx: CmdletContext, args: BoundArguments) -> None:
     with lab.lock:
         try:
             ctx.spec.function(ctx, args)
+        except WrittenError as exc:
+            ctx.write_error(exc.record)  # -ErrorAction Stop turns it into a TerminatingError here
         except TerminatingError:
             raise
         except Exception as exc:

@@ -72,6 +72,17 @@ class TerminatingError(Exception):
         self.record = record
 
 
+class WrittenError(Exception):
+    """An error a cmdlet's ProcessRecord lets escape and its base class catches and writes as a
+    NON-terminating error record (subject to -ErrorAction), as the Hyper-V cmdlets' base class does with every
+    exception of its parameter checks and operations (VirtualizationCmdletBase.ProcessRecord ->
+    ExceptionHelper.DisplayErrorOnException)."""
+
+    def __init__(self, record: ErrorRecord) -> None:
+        super().__init__(str(record))
+        self.record = record
+
+
 def register_exception(type_name: str, parent: str) -> None:
     """Declare a .NET exception type (and its base) so records built for it carry the real type chain."""
     _EXCEPTION_PARENTS[type_name] = parent

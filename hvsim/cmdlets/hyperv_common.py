@@ -7,10 +7,11 @@ import fnmatch
 import ipaddress
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from psrpcore.types import ErrorCategory, PSObject
+from psrpcore.types import ErrorCategory, ErrorRecord, PSObject
 
 from hvsim.cmdlets.base import (
     STRINGS,
@@ -21,16 +22,16 @@ from hvsim.cmdlets.base import (
     ParamType,
     object_type,
 )
-from hvsim.cmdlets.errors import register_exception
+from hvsim.cmdlets.errors import WrittenError, register_exception
 from hvsim.hyperv import VirtualMachine
 from hvsim.network import ReplicationCheckError
 
 NS = "Microsoft.HyperV.PowerShell"
 COMMANDS = f"{NS}.Commands"
+# Every error a Hyper-V cmdlet writes carries this exception (VirtualizationException.cs, sealed, derived from
+# System.Exception); VMMS failures are wrapped in it (ExceptionHelper.ConvertToVirtualizationException).
 VIRTUALIZATION_EXCEPTION = f"{NS}.VirtualizationException"
-OPERATION_FAILED_EXCEPTION = f"{NS}.VirtualizationOperationFailedException"
 register_exception(VIRTUALIZATION_EXCEPTION, "System.Exception")
-register_exception(OPERATION_FAILED_EXCEPTION, VIRTUALIZATION_EXCEPTION)
 
 VIRTUAL_MACHINE_TYPE = f"{NS}.VirtualMachine"
 PORT_RANGE = (1, 65535)
@@ -143,24 +144,20 @@ def check_computer_name(ctx: CmdletContext, args: BoundArguments) -> None:
     local = {"localhost", ".", host.fqdn.lower(), host.computer_name.lower(), host.address}
     for name in args.get("ComputerName") or []:
         if name.lower() not in local:
-            ctx.throw(
-                VIRTUALIZATION_EXCEPTION,
+            fail(
+                ctx,
+                INVALID_PARAMETER,
                 f"hvsim runs Hyper-V cmdlets on the host they are sent to; connect to '{name}' directly "
                 "instead of passing -ComputerName.",
-                "InvalidParameter",
-                ErrorCategory.InvalidArgument,
-                name,
             )
 
 
-def vm_not_found(ctx: CmdletContext, name: str) -> Any:
-    return ctx.error(
-        VIRTUALIZATION_EXCEPTION,
-        f'Hyper-V was unable to find a virtual machine with name "{name}".',
-        "ObjectNotFound",
-        ErrorCategory.ObjectNotFound,
-        name,
-    )
+def vm_not_found(ctx: CmdletContext, name: str, kind: ErrorKind) -> ErrorRecord:
+    """VirtualizationObjectLocator.WriteNonMatchingNameErrors: ObjectNotFound without a target for most
+    cmdlets; Get-VM -Name asks for its "warning" mode, which writes InvalidParameter with the name as
+    target."""
+    message = f'Hyper-V was unable to find a virtual machine with name "{name}".'
+    return hyperv_error(ctx, kind, message, name if kind == INVALID_PARAMETER else None)
 
 
 def select_vms(
@@ -172,18 +169,23 @@ def select_vms(
 
 
 def find_vms(
-    ctx: CmdletContext, names: list[str] | None, objects: list[Any] | None, *, default_all: bool = False
+    ctx: CmdletContext,
+    names: list[str] | None,
+    objects: list[Any] | None,
+    *,
+    default_all: bool = False,
+    missing: ErrorKind | None = None,
 ) -> list[VirtualMachine]:
-    """VMs by name (wildcards; a plain name matching nothing writes the not-found error) or by piped VM
-    objects;
-    all VMs when neither is given and `default_all`."""
+    """VMs by name (case-insensitive, wildcards; a plain name matching nothing writes the not-found error of
+    kind `missing`, ObjectNotFound by default) or by piped VM objects; all VMs when neither is given and
+    `default_all`."""
     hyperv = ctx.host.hyperv
     if objects:
         found = []
         for obj in objects:
             vm = hyperv.vm_by_id(str(_property(obj, "VMId") or _property(obj, "Id") or ""))
             if vm is None:
-                ctx.write_error(vm_not_found(ctx, str(_property(obj, "Name") or "")))
+                ctx.write_error(vm_not_found(ctx, str(_property(obj, "Name") or ""), OBJECT_NOT_FOUND))
             else:
                 found.append(vm)
         return found
@@ -196,7 +198,7 @@ def find_vms(
         else:
             matches = hyperv.find_vms(name)
             if not matches:
-                ctx.write_error(vm_not_found(ctx, name))
+                ctx.write_error(vm_not_found(ctx, name, missing or OBJECT_NOT_FOUND))
         selected.extend(vm for vm in matches if vm not in selected)
     return selected
 
@@ -211,99 +213,94 @@ def _property(obj: PSObject, name: str) -> Any:
 # --- validation shared by Enable-/Set-VMReplication and Test-VMReplicationConnection ------------------------
 
 
-def require_dns_name(ctx: CmdletContext, name: str) -> None:
+def require_dns_name(ctx: CmdletContext, name: str, parameter: str = "ReplicaServerName") -> None:
     """-ReplicaServerName must be a DNS name: an IP address is an invalid URI for the replication service."""
     try:
         ipaddress.ip_address(name.strip("[]"))
     except ValueError:
         return
-    ctx.throw(
-        VIRTUALIZATION_EXCEPTION,
-        f"The replica server name '{name}' is not valid: specify the fully qualified domain name of the "
-        "replica server, not an IP address.",
-        "InvalidParameter_InvalidUri",
-        ErrorCategory.InvalidArgument,
-        name,
-    )
+    invalid_parameter(ctx, f"The '{parameter}' parameter requires a fully qualified domain name (FQDN).")
 
 
 def check_thumbprint_for(ctx: CmdletContext, authentication_type: str, thumbprint: str | None) -> None:
     if authentication_type == "Certificate" and not thumbprint:
-        ctx.throw(
-            VIRTUALIZATION_EXCEPTION,
-            "The certificate thumbprint must be specified with certificate-based authentication "
-            "(-CertificateThumbprint).",
-            "InvalidParameter",
-            ErrorCategory.InvalidArgument,
-        )
+        invalid_parameter(ctx, "'CertificateThumbprint' is not provided.")
     if authentication_type == "Kerberos" and thumbprint:
-        ctx.throw(
-            VIRTUALIZATION_EXCEPTION,
-            "A certificate thumbprint cannot be specified with Kerberos authentication.",
-            "InvalidParameter",
-            ErrorCategory.InvalidArgument,
-            thumbprint,
-        )
+        invalid_parameter(ctx, f"'CertificateThumbprint' is not required for '{authentication_type}'.")
 
 
 # --- errors -------------------------------------------------------------------------------------------------
 
 
-def invalid_parameter(
-    ctx: CmdletContext, message: str, target: Any = None, error_id: str = "InvalidParameter"
-) -> NoReturn:
-    """A parameter combination the cmdlet refuses before touching anything (terminating)."""
-    ctx.throw(VIRTUALIZATION_EXCEPTION, message, error_id, ErrorCategory.InvalidArgument, target)
+@dataclass(frozen=True)
+class ErrorKind:
+    """An ErrorIdentifier (the FullyQualifiedErrorId's part before the cmdlet class) and its category, as
+    ExceptionHelper.cs pairs them."""
+
+    identifier: str
+    category: ErrorCategory
 
 
-def vm_failure(ctx: CmdletContext, vm: VirtualMachine, message: str, error_id: str) -> Any:
-    """A VirtualizationOperationFailedException about `vm`: VMMS ends such messages with the VM's id."""
-    return ctx.error(
-        OPERATION_FAILED_EXCEPTION,
-        f"{message} (Virtual machine ID {vm.id})",
-        error_id,
-        ErrorCategory.InvalidOperation,
-        vm.name,
-    )
+INVALID_PARAMETER = ErrorKind("InvalidParameter", ErrorCategory.InvalidArgument)
+INVALID_STATE = ErrorKind("InvalidState", ErrorCategory.InvalidOperation)
+INVALID_OPERATION = ErrorKind("InvalidOperation", ErrorCategory.InvalidOperation)
+OBJECT_NOT_FOUND = ErrorKind("ObjectNotFound", ErrorCategory.ObjectNotFound)
+# CreateOperationFailedException: a cmdlet's own refusal ("replication is not enabled", "already enabled").
+OPERATION_FAILED = ErrorKind("OperationFailed", ErrorCategory.InvalidOperation)
+# A failed VMMS job (VirtualizationOperationFailedException with error code 32768): TLS, authentication,
+# authorization, an existing replica VM, a running VM ... all arrive as this.
+VMMS_FAILED = ErrorKind("OperationFailed", ErrorCategory.NotSpecified)
 
 
-def invalid_state(ctx: CmdletContext, vm: VirtualMachine, operation: str) -> Any:
-    """The VMMS refusal for a VM in the wrong replication state (§3.7: "not in a valid replication state")."""
-    return vm_failure(
+def hyperv_error(ctx: CmdletContext, kind: ErrorKind, message: str, target: Any = None) -> ErrorRecord:
+    """The record of a VirtualizationException, FQID "<identifier>,Microsoft.HyperV.PowerShell.Commands.
+    <Class>". Windows passes no target object for almost all of them."""
+    return ctx.error(VIRTUALIZATION_EXCEPTION, message, kind.identifier, kind.category, target)
+
+
+def fail(ctx: CmdletContext, kind: ErrorKind, message: str, target: Any = None) -> NoReturn:
+    """Throw from the cmdlet's record: written as a NON-terminating error (terminating only under
+    -ErrorAction Stop), and the rest of this record is skipped."""
+    raise WrittenError(hyperv_error(ctx, kind, message, target))
+
+
+def invalid_parameter(ctx: CmdletContext, message: str) -> NoReturn:
+    """A parameter value or combination the cmdlet refuses before touching anything
+    (ExceptionHelper.CreateInvalidArgumentException)."""
+    fail(ctx, INVALID_PARAMETER, message)
+
+
+def vm_failure(ctx: CmdletContext, vm: VirtualMachine, message: str) -> ErrorRecord:
+    """A failed VMMS job about `vm`: VMMS ends such messages with the VM's id. The wording of VMMS' own
+    messages is hvsim's (they come from VMMS, not from the cmdlet assemblies)."""
+    return hyperv_error(ctx, VMMS_FAILED, f"{message} (Virtual machine ID {vm.id})")
+
+
+def invalid_state(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
+    """The cmdlets' refusal for a VM whose replication state does not allow the operation (a VM without
+    replication is in state Disabled): OperationFailed_InvalidReplicationState."""
+    return hyperv_error(
         ctx,
-        vm,
-        f"'{operation}' failed for virtual machine '{vm.name}': the virtual machine is not in a valid "
-        f"replication state to perform the operation (current state {vm.replication_state}).",
-        "OperationFailed_InvalidReplicationState",
+        INVALID_STATE,
+        f"The operation cannot be performed while the virtual machine '{vm.name}' is in the current "
+        "replication state.",
     )
 
 
-def not_applicable(ctx: CmdletContext, vm: VirtualMachine) -> Any:
-    message = f"'{ctx.spec.name}' is not applicable on virtual machine '{vm.name}'."
-    return vm_failure(ctx, vm, message, "InvalidOperation")
+def not_applicable(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
+    """VMReplication.ReportInvalidModeError: the cmdlet does not apply to a VM in this replication mode."""
+    where = {"Primary": "primary ", "Replica": "Replica "}.get(vm.replication_mode, "")
+    message = f'"{ctx.spec.name}" is not applicable on {where}virtual machine "{vm.name}".'
+    return hyperv_error(ctx, OPERATION_FAILED, message)
 
 
-def not_enabled(ctx: CmdletContext, vm: VirtualMachine) -> Any:
-    message = f"Replication is not enabled for virtual machine '{vm.name}'."
-    return vm_failure(ctx, vm, message, "VMReplication_NotEnabled")
+def not_enabled(ctx: CmdletContext, vm: VirtualMachine, kind: ErrorKind) -> ErrorRecord:
+    """VMReplication_NotEnabled, whose kind depends on the cmdlet: OperationFailed for Get-VMReplication,
+    InvalidState for Set-VMReplication, ObjectNotFound for Measure-VMReplication."""
+    return hyperv_error(ctx, kind, f"Replication is not enabled for virtual machine with name '{vm.name}'.")
 
 
-_CHECK_CATEGORIES = {
-    "authorization": ErrorCategory.PermissionDenied,
-    "Kerberos authentication": ErrorCategory.AuthenticationError,
-}
-
-
-def connection_failed(ctx: CmdletContext, what: str, error: ReplicationCheckError, target: Any) -> Any:
-    """A failed replication connection check as the cmdlet reports it: which check, the message, the code."""
-    if error.check.startswith(("primary certificate", "replica certificate", "certificate", "TLS")):
-        category = ErrorCategory.SecurityError
-    else:
-        category = _CHECK_CATEGORIES.get(error.check, ErrorCategory.ConnectionError)
-    return ctx.error(
-        OPERATION_FAILED_EXCEPTION,
-        f"{what}: the {error.check} check failed. {error}",
-        "OperationFailed",
-        category,
-        target,
-    )
+def connection_failed(ctx: CmdletContext, what: str, error: ReplicationCheckError) -> ErrorRecord:
+    """A failed replication connection check as VMMS reports it: a failed job, whichever check failed (the
+    message says which)."""
+    return hyperv_error(ctx, VMMS_FAILED, f"{what}: the {error.check} check failed. {error}")

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from psrpcore.types import ErrorRecord
+
 from hvsim.cmdlets.base import (
     BOOL,
     INT32,
@@ -24,16 +26,23 @@ from hvsim.cmdlets.base import (
     enum_type,
     object_type,
 )
-from hvsim.cmdlets.errors import TerminatingError
 from hvsim.cmdlets.hyperv_common import (
     COMMANDS,
     DATETIME,
+    INVALID_OPERATION,
+    INVALID_PARAMETER,
+    INVALID_STATE,
+    OBJECT_NOT_FOUND,
+    OPERATION_FAILED,
     PORT_RANGE,
     TIMESPAN,
+    ErrorKind,
     check_computer_name,
     check_thumbprint_for,
     connection_failed,
+    fail,
     find_vms,
+    hyperv_error,
     invalid_parameter,
     invalid_state,
     is_wildcard,
@@ -172,9 +181,7 @@ def _connect(
 def _connection_error(
     ctx: CmdletContext, vm: VirtualMachine, exc: ReplicationCheckError, failure: str
 ) -> None:
-    ctx.write_error(
-        connection_failed(ctx, f"Hyper-V failed to {failure} virtual machine '{vm.name}'", exc, vm.name)
-    )
+    ctx.write_error(connection_failed(ctx, f"Hyper-V failed to {failure} virtual machine '{vm.name}'", exc))
 
 
 def _validate_settings(ctx: CmdletContext, args: BoundArguments, current: ReplicationSettings | None) -> None:
@@ -189,23 +196,19 @@ def _validate_settings(ctx: CmdletContext, args: BoundArguments, current: Replic
         check_thumbprint_for(ctx, auth_name, normalize_thumbprint(thumbprint or ""))
     vss = args.get("VSSSnapshotFrequencyHour")
     if vss is not None:
-        if args.values.get("DisableVSSSnapshotReplication") or args.get("RecoveryHistory") == 0:
+        if args.values.get("DisableVSSSnapshotReplication"):
             invalid_parameter(
-                ctx,
-                "-VSSSnapshotFrequencyHour cannot be combined with -RecoveryHistory 0 or "
-                "-DisableVSSSnapshotReplication.",
+                ctx, "'VSSSnapshotFrequencyHour' is not required for 'DisableVSSSnapshotReplication'."
             )
         history = args.get("RecoveryHistory", current.recovery_history if current else 0)
         if not history:
             invalid_parameter(
                 ctx,
-                "-VSSSnapshotFrequencyHour requires -RecoveryHistory of at least 1 (application-consistent "
-                "recovery points need additional recovery points).",
+                "Application-consistent replication frequency can be specified only if recovery history has "
+                "a non-zero value.",
             )
     if "EnableWriteOrderPreservationAcrossDisks" in args:
-        ctx.write_warning(
-            "Write order preservation across disks is always enabled; the parameter is ignored."
-        )
+        ctx.write_warning(f"'EnableWriteOrderPreservationAcrossDisks' is not required for '{ctx.spec.name}'.")
 
 
 def _settings_from(args: BoundArguments, base: ReplicationSettings) -> ReplicationSettings:
@@ -217,6 +220,8 @@ def _settings_from(args: BoundArguments, base: ReplicationSettings) -> Replicati
                 value = value.name
             elif parameter == "CertificateThumbprint":
                 value = normalize_thumbprint(value or "")
+            elif parameter == "ExcludedVhdPath":
+                value = [path.strip() for path in value]
             changes[attribute] = value
     settings = dataclasses.replace(base, **changes)
     if settings.authentication_type == "Kerberos":
@@ -227,27 +232,17 @@ def _settings_from(args: BoundArguments, base: ReplicationSettings) -> Replicati
 
 
 def _check_excluded(ctx: CmdletContext, vm: VirtualMachine, settings: ReplicationSettings) -> bool:
-    attached = {d.path.lower() for d in vm.hard_disks}
-    unknown = [p for p in settings.excluded_disks if p.lower() not in attached]
+    """-ExcludedVhdPath names attached disks by their exact path: EnableVMReplication.cs trims each path and
+    compares it with string.Equals, i.e. ordinal and CASE-SENSITIVE, although NTFS paths are not."""
+    attached = {d.path for d in vm.hard_disks}
+    unknown = [p for p in settings.excluded_disks if p not in attached]
     if unknown:
-        ctx.write_error(
-            vm_failure(
-                ctx,
-                vm,
-                f"The disk '{unknown[0]}' is not attached to virtual machine '{vm.name}'.",
-                "InvalidParameter",
-            )
-        )
+        message = f"Virtual hard disk '{unknown[0]}' is not attached to virtual machine '{vm.name}'."
+        ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
         return False
-    if vm.hard_disks and len({p.lower() for p in settings.excluded_disks}) == len(attached):
-        ctx.write_error(
-            vm_failure(
-                ctx,
-                vm,
-                f"At least one disk of virtual machine '{vm.name}' must be replicated.",
-                "InvalidParameter",
-            )
-        )
+    if vm.hard_disks and set(settings.excluded_disks) == attached:
+        message = f"There is no supported virtual hard disk to replicate for virtual machine '{vm.name}'."
+        ctx.write_error(hyperv_error(ctx, INVALID_OPERATION, message))
         return False
     return True
 
@@ -276,25 +271,14 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     now = ctx.lab.now()
     for vm in select_vms(ctx, args):
         if vm.replication_mode == "Primary":
-            ctx.write_error(
-                vm_failure(
-                    ctx,
-                    vm,
-                    f"Replication is already enabled for virtual machine '{vm.name}'.",
-                    "VMReplication_AlreadyEnabled",
-                )
-            )
+            ctx.write_error(already_enabled(ctx, vm))
             continue
         if vm.replication_mode != "None":
-            ctx.write_error(
-                vm_failure(
-                    ctx,
-                    vm,
-                    f"Virtual machine '{vm.name}' is a {vm.replication_mode} virtual machine; extended "
-                    "replication is not emulated by hvsim.",
-                    "NotSupported",
-                )
+            message = (
+                f"Virtual machine '{vm.name}' is a {vm.replication_mode} virtual machine; extended "
+                "replication is not emulated by hvsim."
             )
+            ctx.write_error(hyperv_error(ctx, OPERATION_FAILED, message))
             continue
         settings = _settings_from(args, ReplicationSettings("", 0, "Kerberos"))
         if not _check_excluded(ctx, vm, settings) or not ctx.should_process(vm.name, "Enable-VMReplication"):
@@ -315,6 +299,14 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         refresh_health(vm.replication, now)
         if args.get("PassThru"):
             ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+def already_enabled(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
+    message = (
+        f"Replication has already been enabled on virtual machine '{vm.name}'. Please use the "
+        "Set-VMReplication cmdlet to modify replication settings."
+    )
+    return hyperv_error(ctx, OPERATION_FAILED, message)
 
 
 def _create_replica_vm(
@@ -339,7 +331,6 @@ def _create_replica_vm(
                 f"Hyper-V failed to enable replication for virtual machine '{vm.name}': a virtual machine "
                 f"with the same ID already exists on the replica server '{replica.fqdn}' (remove it there "
                 "with Remove-VM, or prepare it with Enable-VMReplication -AsReplica).",
-                "VMReplication_ReplicaVMExists",
             )
         )
         return False
@@ -349,7 +340,7 @@ def _create_replica_vm(
         disks = [
             dataclasses.replace(d, path=f"{disks_dir}\\{d.path.rsplit(chr(92), 1)[-1]}")
             for d in vm.hard_disks
-            if d.path.lower() not in {p.lower() for p in settings.excluded_disks}
+            if d.path not in settings.excluded_disks
         ]
         existing = replica.hyperv.add_vm(
             vm.name,
@@ -386,25 +377,12 @@ def _enable_as_replica(ctx: CmdletContext, args: BoundArguments) -> None:
             None,
         )
         if entry is None:
-            invalid_parameter(
-                ctx, f"No authorization entry exists for '{allowed}'.", allowed, "ObjectNotFound"
-            )
+            fail(ctx, OPERATION_FAILED, "Unable to find an authorization entry for the given primary server.")
     elif hyperv.any_server_entry is None:
-        invalid_parameter(
-            ctx,
-            "-AsReplica needs replication from any server to be allowed, or -AllowedPrimaryServer naming an "
-            "existing authorization entry.",
-        )
+        invalid_parameter(ctx, "'AllowedPrimaryServer' is not provided.")
     for vm in select_vms(ctx, args):
         if vm.replication_mode != "None":
-            ctx.write_error(
-                vm_failure(
-                    ctx,
-                    vm,
-                    f"Replication is already enabled for virtual machine '{vm.name}'.",
-                    "VMReplication_AlreadyEnabled",
-                )
-            )
+            ctx.write_error(already_enabled(ctx, vm))
             continue
         if not ctx.should_process(vm.name, "Enable-VMReplication"):
             continue
@@ -439,32 +417,28 @@ _SET_SETTINGS = (*_SETTING_FIELDS, "InitialReplicationStartTime", "DisableVSSSna
 )
 def set_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     if not any(name in args for name in (*_SET_SETTINGS, "Reverse", "AsReplica")):
-        invalid_parameter(
-            ctx,
-            "No replication settings were changed: specify at least one setting.",
-            error_id="NoSettingsChanged",
+        message = (
+            "Insufficient input to perform a valid operation. Please specify parameters for "
+            "'Set-VMReplication' accordingly."
         )
+        fail(ctx, OPERATION_FAILED, message)
     now = ctx.lab.now()
     for vm in select_vms(ctx, args):
         rep = vm.replication
         if rep is None:
-            ctx.write_error(not_enabled(ctx, vm))
+            ctx.write_error(not_enabled(ctx, vm, INVALID_STATE))
             continue
         _validate_settings(ctx, args, rep.settings)
         if args.get("Reverse") or args.get("AsReplica"):
             # -Reverse needs a failed-over replica, -AsReplica a VM without replication; no failover in hvsim.
-            ctx.write_error(invalid_state(ctx, vm, "Set-VMReplication"))
+            ctx.write_error(invalid_state(ctx, vm))
             continue
         if rep.mode == "Replica":
-            ctx.write_error(
-                vm_failure(
-                    ctx,
-                    vm,
-                    f"Cannot modify the replication settings of '{vm.name}' on the replica server; change "
-                    "them on the primary server.",
-                    "VMReplication_CannotModifySettingsOnReplica",
-                )
+            message = (
+                "Replication settings cannot be modified on the replica virtual machine "
+                f"'{vm.name}'. You can modify them on the primary virtual machine."
             )
+            ctx.write_error(hyperv_error(ctx, OPERATION_FAILED, message))
             continue
         settings = _settings_from(args, rep.settings)
         start = args.get("InitialReplicationStartTime")
@@ -485,7 +459,7 @@ def _valid_schedule(
     ctx: CmdletContext, vm: VirtualMachine, rep: Replication, start: datetime, now: datetime
 ) -> bool:
     if rep.state != "ReadyForInitialReplication":
-        ctx.write_error(invalid_state(ctx, vm, "Set-VMReplication -InitialReplicationStartTime"))
+        ctx.write_error(invalid_state(ctx, vm))
         return False
     check_schedule(ctx, start, now)
     return True
@@ -495,12 +469,11 @@ def check_schedule(ctx: CmdletContext, start: datetime, now: datetime) -> None:
     """-InitialReplicationStartTime: in the future and at most 7 days ahead. "Future" is judged by the
     earlier of the emulated and the real clock: clients compute start times from their own (real) clock,
     which a time-scaled lab has left behind."""
-    if not min(now, datetime.now(UTC)) < start <= now + MAX_SCHEDULE_AHEAD:
-        invalid_parameter(
-            ctx,
-            "The initial replication start time must be in the future and at most 7 days ahead.",
-            start.isoformat(),
-        )
+    if start <= min(now, datetime.now(UTC)):
+        invalid_parameter(ctx, "The specified start time is not valid because it occurs in the past.")
+    if start > now + MAX_SCHEDULE_AHEAD:
+        message = 'Scheduled start time for virtual machine should not exceed "7" days from now.'
+        invalid_parameter(ctx, message)
 
 
 def _apply_target_change(
@@ -541,15 +514,18 @@ def _query_params() -> list[Param]:
     ]
 
 
-def _query(ctx: CmdletContext, args: BoundArguments) -> list[VirtualMachine]:
+def _query(ctx: CmdletContext, args: BoundArguments, missing: ErrorKind) -> list[VirtualMachine]:
     """§2.5: no selector -> every replication-enabled VM; a VM named exactly (or passed as an object) without
-    replication is a terminating "not enabled" error; the Disabled/None filters are errors."""
+    replication is a "not enabled" error of kind `missing` (non-terminating: the other VMs are still
+    written); the Disabled/None filters are errors."""
     check_computer_name(ctx, args)
     state, mode = args.get("ReplicationState"), args.get("ReplicationMode")
     if (state is not None and state.name == "Disabled") or (mode is not None and mode.name == "None"):
-        invalid_parameter(
-            ctx, "Replication state Disabled and mode None select VMs without replication; use Get-VM."
+        message = (
+            f"{ctx.spec.name} cannot retrieve replication settings of virtual machines for which replication "
+            "is not enabled. Use Get-VM cmdlet to list all the virtual machines."
         )
+        fail(ctx, INVALID_STATE, message)
     names, objects = args.get("VMName") or [], args.get("VM") or []
     candidates: list[tuple[VirtualMachine, bool]] = []
     if objects:
@@ -563,7 +539,7 @@ def _query(ctx: CmdletContext, args: BoundArguments) -> list[VirtualMachine]:
     for vm, explicit in candidates:
         if vm.replication is None:
             if explicit:
-                raise TerminatingError(not_enabled(ctx, vm))
+                ctx.write_error(not_enabled(ctx, vm, missing))
             continue
         if vm not in selected and _filters_match(args, vm.replication):
             selected.append(vm)
@@ -591,14 +567,14 @@ def _filters_match(args: BoundArguments, rep: Replication) -> bool:
 
 @cmdlet("Get-VMReplication", f"{COMMANDS}.GetVMReplication", _query_params(), default_set="VMName")
 def get_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
-    for vm in _query(ctx, args):
+    for vm in _query(ctx, args, OPERATION_FAILED):  # GetVMReplication.cs: CreateOperationFailedException
         ctx.write_output(replication_object(ctx.host.hyperv, vm))
 
 
 @cmdlet("Measure-VMReplication", f"{COMMANDS}.MeasureVMReplication", _query_params(), default_set="VMName")
 def measure_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     now = ctx.lab.now()
-    for vm in _query(ctx, args):
+    for vm in _query(ctx, args, OBJECT_NOT_FOUND):  # MeasureVMReplication.cs: CreateObjectNotFoundException
         ctx.write_output(replication_health_object(ctx.host.hyperv, vm, now))
 
 
@@ -636,11 +612,12 @@ def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     if legs:
         check_computer_name(ctx, args)
     for vm in find_vms(ctx, None, legs) if legs else select_vms(ctx, args):
-        if vm.replication is None:
-            ctx.write_error(not_enabled(ctx, vm))
-            continue
         if relationship is not None and relationship.name == "Extended":
-            ctx.write_error(not_applicable(ctx, vm))
+            message = "'ReplicationRelationshipType' is applicable only on a replica virtual machine."
+            ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+            continue
+        if vm.replication is None:  # RemoveVMReplication.cs: the invalid-state refusal, not "not enabled"
+            ctx.write_error(invalid_state(ctx, vm))
             continue
         if not ctx.should_process(vm.name, "Remove-VMReplication"):
             continue
@@ -662,12 +639,10 @@ def _lifecycle(
     the others."""
     accepted = []
     for vm in select_vms(ctx, args):
-        if vm.replication is None:
-            ctx.write_error(not_enabled(ctx, vm))
+        if vm.replication is None or vm.replication.state not in states:  # no replication: state Disabled
+            ctx.write_error(invalid_state(ctx, vm))
         elif vm.replication.mode not in modes:
             ctx.write_error(not_applicable(ctx, vm))
-        elif vm.replication.state not in states:
-            ctx.write_error(invalid_state(ctx, vm, ctx.spec.name))
         elif ctx.should_process(vm.name, ctx.spec.name):
             accepted.append((vm, vm.replication))
     return accepted
@@ -701,18 +676,20 @@ def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         args.get("DestinationPath"),
         ctx.lab.now(),
     )
-    if destination is not None and (start is not None or args.get("UseBackup")):
-        invalid_parameter(
-            ctx, "-DestinationPath cannot be combined with -InitialReplicationStartTime or -UseBackup."
-        )
     if start is not None:
         if args.get("AsJob"):
-            invalid_parameter(ctx, "-InitialReplicationStartTime cannot be combined with -AsJob.")
+            invalid_parameter(
+                ctx,
+                "'AsJob' and 'InitialReplicationStartTime' parameters cannot be specified together. "
+                "Scheduled initial replication can be monitored only after initial replication starts at the "
+                "specified time.",
+            )
         check_schedule(ctx, start, now)
+    if destination is not None and (start is not None or args.get("UseBackup")):
+        invalid_parameter(ctx, "Conflicting parameters have been supplied to the cmdlet.")
     if destination is not None and not ctx.host.files.is_dir(destination):
-        invalid_parameter(
-            ctx, f"The destination path '{destination}' does not exist.", destination, "ObjectNotFound"
-        )
+        message = f"Could not find a part of the path '{destination}'."  # hvsim's wording
+        fail(ctx, OBJECT_NOT_FOUND, message)
     for vm, rep in _lifecycle(ctx, args, ("Primary",), ("ReadyForInitialReplication",)):
         if start is not None:
             rep.initial_replication_start_time = start  # the scheduler starts it then (state stays Ready)
@@ -739,9 +716,7 @@ def import_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None
     """Replica side of an exported initial replication: the media folder must be on this host."""
     path = args["Path"]
     if not ctx.host.files.is_dir(path):
-        invalid_parameter(
-            ctx, f"The initial replication folder '{path}' does not exist.", path, "ObjectNotFound"
-        )
+        fail(ctx, OBJECT_NOT_FOUND, f"Could not find a part of the path '{path}'.")  # hvsim's wording
     now = ctx.lab.now()
     for vm, rep in _lifecycle(ctx, args, ("Replica",), ("WaitingForInitialReplication",)):
         rep.state, rep.last_replication_time = "Replicating", now
@@ -766,7 +741,7 @@ def stop_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         if rep.last_replication_time is not None or (
             rep.state == "ReadyForInitialReplication" and not scheduled
         ):
-            ctx.write_error(invalid_state(ctx, vm, "Stop-VMInitialReplication"))
+            ctx.write_error(invalid_state(ctx, vm))
             continue
         rep.initial_replication_start_time = rep.initial_replication_done_at = None
         rep.state = "ReadyForInitialReplication" if rep.mode == "Primary" else "WaitingForInitialReplication"
@@ -804,14 +779,9 @@ def suspend_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
 )
 def resume_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     if "ResynchronizeStartTime" in args and not args.get("Resynchronize"):
-        invalid_parameter(ctx, "-ResynchronizeStartTime requires -Resynchronize.")
+        invalid_parameter(ctx, "Conflicting parameters have been supplied to the cmdlet.")
     if args.get("Continue"):
-        invalid_parameter(
-            ctx,
-            "-Continue applies to a failed-over replica with an extended replication; failover is not "
-            "emulated by hvsim.",
-            error_id="NotSupported",
-        )
+        invalid_parameter(ctx, "'Continue' is applicable only on a replica virtual machine.")
     states = ("Suspended", "WaitingForStartResynchronize", "ResynchronizeSuspended", "Error")
     now = ctx.lab.now()
     for vm, rep in _lifecycle(ctx, args, ("Primary", "Replica"), states):

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from psrpcore.types import ErrorCategory
+from psrpcore.types import ErrorRecord
 
 from hvsim.cmdlets.base import (
     BOOL,
@@ -26,12 +26,18 @@ from hvsim.cmdlets.base import (
 from hvsim.cmdlets.hyperv_common import (
     COMMANDS,
     COMPUTER_NAME,
+    INVALID_OPERATION,
+    OBJECT_NOT_FOUND,
+    OPERATION_FAILED,
     PORT_RANGE,
     TIMESPAN,
-    VIRTUALIZATION_EXCEPTION,
+    VMMS_FAILED,
+    ErrorKind,
     check_computer_name,
     check_thumbprint_for,
     connection_failed,
+    fail,
+    hyperv_error,
     invalid_parameter,
     require_dns_name,
     wildcard_match,
@@ -118,16 +124,13 @@ def set_replication_server(ctx: CmdletContext, args: BoundArguments) -> None:
     server = hyperv.server
     # §2.1 validation order; nothing is written when any check fails.
     if not any(name in args for name in _SETTABLE):
-        invalid_parameter(
-            ctx,
-            "No parameter was specified to change the replication server settings: specify at least one "
-            "setting.",
-            error_id="NoParametersSpecified",
-        )
+        fail(ctx, OPERATION_FAILED, "You must specify at least one parameter to run this command.")
     any_server = args.get("ReplicationAllowedFromAnyServer")
     if any_server is True and not args.get("DefaultStorageLocation"):
         invalid_parameter(
-            ctx, "-ReplicationAllowedFromAnyServer $true requires -DefaultStorageLocation in the same call."
+            ctx,
+            "The 'ReplicationAllowedFromAnyServer' parameter requires that the 'DefaultStorageLocation' "
+            "parameter be specified.",
         )
     _check_range(ctx, args, "MonitoringInterval", MONITORING_INTERVAL_RANGE)
     _check_range(ctx, args, "MonitoringStartTime", MONITORING_START_RANGE)
@@ -136,30 +139,20 @@ def set_replication_server(ctx: CmdletContext, args: BoundArguments) -> None:
         normalize_thumbprint(args["CertificateThumbprint"]) if "CertificateThumbprint" in args else None
     )
     if auth is not None and auth.name != "Kerberos" and not thumbprint:
-        invalid_parameter(
-            ctx, f"-AllowedAuthenticationType {auth.name} requires -CertificateThumbprint in the same call."
-        )
+        invalid_parameter(ctx, "'CertificateThumbprint' is not provided.")
     if auth is not None and auth.name == "Kerberos" and thumbprint:
-        invalid_parameter(
-            ctx, "-CertificateThumbprint cannot be used with -AllowedAuthenticationType Kerberos.", thumbprint
-        )
+        invalid_parameter(ctx, f"'CertificateThumbprint' is not required for '{auth.name}'.")
     if args.get("ReplicationEnabled") is True and auth is None:
-        invalid_parameter(
-            ctx, "-ReplicationEnabled $true requires -AllowedAuthenticationType in the same call."
-        )
+        invalid_parameter(ctx, "'AllowedAuthenticationType' is not provided.")
     ports = "KerberosAuthenticationPort" in args or "CertificateAuthenticationPort" in args
     mappings = args.get("KerberosAuthenticationPortMapping") or args.get(
         "CertificateAuthenticationPortMapping"
     )
     if ports and mappings:
-        invalid_parameter(ctx, "Port parameters cannot be combined with port mapping parameters.")
+        invalid_parameter(ctx, "Conflicting parameters have been supplied to the cmdlet.")  # hvsim's choice
     if mappings:
-        invalid_parameter(
-            ctx,
-            "Port mappings apply to a Hyper-V Replica Broker on a failover cluster; this host is not "
-            "clustered.",
-            error_id="NotSupported",
-        )
+        # hvsim's wording: port mappings need a Replica Broker on a failover cluster, which hvsim has not.
+        fail(ctx, VMMS_FAILED, "Port mappings apply to a Hyper-V Replica Broker on a failover cluster.")
     if thumbprint:
         _check_certificate(ctx, thumbprint)
     location = args.get("DefaultStorageLocation")
@@ -168,9 +161,8 @@ def set_replication_server(ctx: CmdletContext, args: BoundArguments) -> None:
         if any_server is not True and not (any_server is None and hyperv.any_server_entry):
             invalid_parameter(
                 ctx,
-                "-DefaultStorageLocation can only be set together with -ReplicationAllowedFromAnyServer "
-                "$true.",
-                location,
+                "The parameter 'ReplicationAllowedFromAnyServer' must be set to 'True' to allow any changes "
+                "to 'DefaultStorageLocation'.",
             )
     entries_to_drop = [e for e in hyperv.authorization_entries if e.allowed_primary_server != ANY_SERVER]
     if any_server is True and hyperv.any_server_entry is None and entries_to_drop:
@@ -224,28 +216,25 @@ def _check_range(
 ) -> None:
     value = args.get(name)
     if value is not None and not bounds[0] <= value <= bounds[1]:
-        invalid_parameter(ctx, f"-{name} must be between {bounds[0]} and {bounds[1]}.", str(value))
+        invalid_parameter(
+            ctx, f"The value specified in the '{name}' parameter was out of the range of valid values."
+        )
 
 
 def _check_certificate(ctx: CmdletContext, thumbprint: str) -> None:
+    """VMMS checks the certificate when it applies the settings: a failed job (hvsim's wording)."""
     stored = ctx.host.certificates.get("My", thumbprint)
     if stored is None:
-        invalid_parameter(
-            ctx,
-            f"The certificate with thumbprint '{thumbprint}' was not found in Cert:\\LocalMachine\\My.",
-            thumbprint,
-            error_id="ObjectNotFound",
-        )
+        message = f"The certificate with thumbprint '{thumbprint}' was not found in Cert:\\LocalMachine\\My."
+        fail(ctx, VMMS_FAILED, message)
     elif not stored.has_private_key:
-        invalid_parameter(
-            ctx, f"The certificate with thumbprint '{thumbprint}' has no private key.", thumbprint
-        )
+        fail(ctx, VMMS_FAILED, f"The certificate with thumbprint '{thumbprint}' has no private key.")
 
 
 def _check_storage_location(ctx: CmdletContext, location: str) -> None:
     if not is_absolute_windows_path(location):
         invalid_parameter(
-            ctx, f"The storage location '{location}' must be an absolute path such as D:\\Replica.", location
+            ctx, f"The storage location '{location}' must be an absolute path such as D:\\Replica."
         )
 
 
@@ -282,20 +271,21 @@ def get_authorization_entry(ctx: CmdletContext, args: BoundArguments) -> None:
         selected = [e for e in selected if wildcard_match(pattern, getattr(e, attribute))]
         # §2.2: a server or trust-group filter that matches nothing is an error; a location filter is not.
         if not selected and name != "ReplicaStorageLocation":
-            ctx.write_error(_entry_not_found(ctx, name, pattern))
+            ctx.write_error(_entry_not_found(ctx, OPERATION_FAILED, name, pattern))
             return
     for entry in selected:
         ctx.write_output(authorization_entry_object(entry))
 
 
-def _entry_not_found(ctx: CmdletContext, parameter: str, value: str) -> Any:
-    return ctx.error(
-        VIRTUALIZATION_EXCEPTION,
-        f"No replication authorization entry was found for {parameter} '{value}'.",
-        "ObjectNotFound",
-        ErrorCategory.ObjectNotFound,
-        value,
-    )
+def _entry_not_found(ctx: CmdletContext, kind: ErrorKind, parameter: str, value: str) -> ErrorRecord:
+    """VMReplicationAuthorizationEntry_NotFoundBy*: OperationFailed from Get-, ObjectNotFound from Remove-."""
+    if parameter == "TrustGroup":
+        message = (
+            f"Unable to find a authorization entry for the given trust group '{value}' with given criteria."
+        )
+    else:
+        message = f"Unable to find an authorization entry for primary server '{value}' with given criteria."
+    return hyperv_error(ctx, kind, message)
 
 
 @cmdlet(
@@ -316,31 +306,24 @@ def new_authorization_entry(ctx: CmdletContext, args: BoundArguments) -> None:
     entries = _entries(ctx)
     if server_name != ANY_SERVER and not _FQDN.match(server_name):
         invalid_parameter(
-            ctx,
-            f"'{server_name}' is not a valid primary server: use a fully qualified domain name, one leading "
-            "'*.' wildcard, or '*'.",
-            server_name,
+            ctx, "The 'AllowedPrimaryServer' parameter requires a fully qualified domain name (FQDN)."
         )
     _check_storage_location(ctx, location)
     if server_name == ANY_SERVER and entries:
-        invalid_parameter(
-            ctx, "The '*' entry can only be added when no other authorization entry exists.", server_name
+        message = (
+            "Parameter 'AllowedPrimaryServer' cannot be set to 'all' if existing authorizations are present."
         )
+        fail(ctx, INVALID_OPERATION, message)
     if server_name != ANY_SERVER and any(e.allowed_primary_server == ANY_SERVER for e in entries):
-        invalid_parameter(
-            ctx,
-            f"Cannot add '{server_name}': replication is allowed from any server ('*' entry); remove it "
-            "first with Set-VMReplicationServer -ReplicationAllowedFromAnyServer $false.",
-            server_name,
+        message = (
+            "Parameter 'AllowedPrimaryServer' cannot be a custom entry if the authorization for 'all' is "
+            "already set."
         )
+        fail(ctx, INVALID_OPERATION, message)
     if any(e.allowed_primary_server.lower() == server_name.lower() for e in entries):
-        ctx.throw(
-            VIRTUALIZATION_EXCEPTION,
-            f"An authorization entry for '{server_name}' already exists.",
-            "ObjectAlreadyExists",
-            ErrorCategory.ResourceExists,
-            server_name,
-        )
+        # VMMS refuses the duplicate (AddReplicationAuthSettingsFailed); the reason is hvsim's wording.
+        message = f"Adding the authorization entry failed. An entry for '{server_name}' already exists."
+        fail(ctx, VMMS_FAILED, message)
     if not ctx.should_process(server_name, "New-VMReplicationAuthorizationEntry"):
         return
     entry = AuthorizationEntry(server_name, location, args["TrustGroup"])
@@ -409,7 +392,7 @@ def remove_authorization_entry(ctx: CmdletContext, args: BoundArguments) -> None
         parameter, value = "TrustGroup", args["TrustGroup"]
         doomed = [e for e in entries if wildcard_match(value, e.trust_group)]
     if not doomed:
-        ctx.write_error(_entry_not_found(ctx, parameter, value))
+        ctx.write_error(_entry_not_found(ctx, OBJECT_NOT_FOUND, parameter, value))
         return
     for entry in doomed:
         if ctx.should_process(entry.allowed_primary_server, "Remove-VMReplicationAuthorizationEntry"):
@@ -456,9 +439,7 @@ def test_replication_connection(ctx: CmdletContext, args: BoundArguments) -> Non
     try:
         check_connection(ctx.lab, ctx.host, name, args["ReplicaServerPort"], auth, thumbprint, ctx.lab.now())
     except ReplicationCheckError as exc:
-        ctx.write_error(
-            connection_failed(ctx, f"The connection test to replica server '{name}' failed", exc, name)
-        )
+        ctx.write_error(connection_failed(ctx, f"The connection test to replica server '{name}' failed", exc))
         return
     ctx.write_output(
         f"Connection to replica server '{name}' on port {args['ReplicaServerPort']} using {auth} "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psrpcore.types import ErrorCategory, ErrorRecord
+from psrpcore.types import ErrorRecord
 
 from hvsim.cmdlets.base import (
     FORCE,
@@ -23,8 +23,10 @@ from hvsim.cmdlets.hyperv_common import (
     COMMANDS,
     COMPUTER_NAME,
     GUID,
-    VIRTUALIZATION_EXCEPTION,
+    INVALID_PARAMETER,
+    OBJECT_NOT_FOUND,
     check_computer_name,
+    fail,
     find_vms,
     is_wildcard,
     select_vms,
@@ -55,19 +57,13 @@ def get_vm(ctx: CmdletContext, args: BoundArguments) -> None:
     if "Id" in args:
         vm = hyperv.vm_by_id(args["Id"])
         if vm is None:
-            ctx.write_error(
-                ctx.error(
-                    VIRTUALIZATION_EXCEPTION,
-                    f'Hyper-V was unable to find a virtual machine with id "{args["Id"]}".',
-                    "ObjectNotFound",
-                    ErrorCategory.ObjectNotFound,
-                    args["Id"],
-                )
-            )
-            return
+            # GetVM.cs: VirtualizationObjectLocator.GetVirtualMachineById throws ObjectNotFound (no target).
+            message = f'Hyper-V was unable to find a virtual machine with id "{args["Id"]}".'
+            fail(ctx, OBJECT_NOT_FOUND, message)
         ctx.write_output(vm_object(hyperv, vm, now))
         return
-    for vm in find_vms(ctx, args.get("Name"), None, default_all=True):
+    # GetVM.cs resolves names in ErrorDisplayMode.WriteWarning: a missing name is InvalidParameter.
+    for vm in find_vms(ctx, args.get("Name"), None, default_all=True, missing=INVALID_PARAMETER):
         ctx.write_output(vm_object(hyperv, vm, now))
 
 
@@ -137,7 +133,6 @@ def _replica_cannot_start(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord
         vm,
         f"'{vm.name}' failed to start: the virtual machine is a Replica and has not failed over; start a "
         "failover first.",
-        "OperationFailed",
     )
 
 
@@ -192,7 +187,7 @@ def remove_vm(ctx: CmdletContext, args: BoundArguments) -> None:
     for vm in select_vms(ctx, args):
         if vm.state != "Off":
             message = f"'{vm.name}' failed to delete: the virtual machine must be turned off first."
-            ctx.write_error(vm_failure(ctx, vm, message, "OperationFailed"))
+            ctx.write_error(vm_failure(ctx, vm, message))
             continue
         if ctx.common.whatif:
             continue

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from psrpcore.types import ErrorCategory
 from pypsrp.powershell import PowerShell
 
 from tests.support.hvsim_env import host, lab_config, running_lab
@@ -64,28 +65,62 @@ def replica(hosts: tuple[HostSession, HostSession]) -> HostSession:
     return hosts[1]
 
 
+ENABLE = "Microsoft.HyperV.PowerShell.Commands.EnableVMReplication"
+
+
 @pytest.mark.parametrize(
     ("params", "fragment"),
     [
-        ({**KERBEROS, "ReplicaServerName": "127.63.0.2"}, "InvalidParameter_InvalidUri"),
+        # The engine's parameter binding: terminating, with the engine's ids.
         ({**KERBEROS, "ReplicationFrequencySec": 60}, 'does not belong to the set "30,300,900"'),
         ({**KERBEROS, "RecoveryHistory": 25}, "maximum allowed range of 24"),
         ({**KERBEROS, "VSSSnapshotFrequencyHour": 13, "RecoveryHistory": 2}, "maximum allowed range of 12"),
-        ({**KERBEROS, "VSSSnapshotFrequencyHour": 4}, "RecoveryHistory"),
-        ({**KERBEROS, "CertificateThumbprint": "AB" * 20}, "Kerberos"),
-        (
-            {**KERBEROS, "AuthenticationType": "Certificate", "ReplicaServerPort": 443},
-            "CertificateThumbprint",
-        ),
         ({**KERBEROS, "ReplicaServerPort": 0}, "minimum allowed range of 1"),
         ({"ReplicaServerPort": 80, "AuthenticationType": "Kerberos"}, "MissingMandatoryParameter"),
     ],
 )
-def test_enable_validation_changes_nothing(primary: HostSession, params: dict, fragment: str) -> None:
+def test_enable_binding_errors_are_terminating(primary: HostSession, params: dict, fragment: str) -> None:
     outcome = primary.run("Enable-VMReplication", VMName="plain01", **params)
     assert outcome.had_errors
     assert fragment in f"{outcome.error} {outcome.error.fq_error}"
     assert str(props(primary.ok("Get-VM", Name="plain01")[0])["ReplicationMode"]) == "None"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {**KERBEROS, "ReplicaServerName": "127.63.0.2"},
+            "The 'ReplicaServerName' parameter requires a fully qualified domain name (FQDN).",
+        ),
+        (
+            {**KERBEROS, "VSSSnapshotFrequencyHour": 4},
+            "Application-consistent replication frequency can be specified only if recovery history has a "
+            "non-zero value.",
+        ),
+        (
+            {**KERBEROS, "CertificateThumbprint": "AB" * 20},
+            "'CertificateThumbprint' is not required for 'Kerberos'.",
+        ),
+        (
+            {**KERBEROS, "AuthenticationType": "Certificate", "ReplicaServerPort": 443},
+            "'CertificateThumbprint' is not provided.",
+        ),
+    ],
+)
+def test_enable_validation_is_a_non_terminating_invalid_parameter(
+    primary: HostSession, params: dict, message: str
+) -> None:
+    """EnableVMReplication.ValidateParameters throws CreateInvalidArgumentException, which the cmdlet base
+    class writes: the pipeline completes with one InvalidParameter record (VirtualizationCmdletBase.cs)."""
+    outcome = primary.run("Enable-VMReplication", VMName="plain01", **params)
+    assert not outcome.had_errors and outcome.output == []
+    assert outcome.error.fq_error == f"InvalidParameter,{ENABLE}"
+    assert ErrorCategory(outcome.error.category) == ErrorCategory.InvalidArgument
+    assert str(outcome.error) == message
+    assert str(props(primary.ok("Get-VM", Name="plain01")[0])["ReplicationMode"]) == "None"
+    stopped = primary.run("Enable-VMReplication", VMName="plain01", ErrorAction="Stop", **params)
+    assert stopped.had_errors and stopped.error.fq_error == f"InvalidParameter,{ENABLE}"
 
 
 def test_enable_creates_both_legs_with_defaults(primary: HostSession, replica: HostSession) -> None:
@@ -118,9 +153,10 @@ def test_enable_creates_both_legs_with_defaults(primary: HostSession, replica: H
     assert str(replica_vm["State"]) == "Off" and replica_vm["Path"].startswith("D:\\Replica\\Hyper-V Replica")
 
     again = primary.run("Enable-VMReplication", VMName="web01", **KERBEROS)
-    assert (
-        again.error.fq_error
-        == "VMReplication_AlreadyEnabled,Microsoft.HyperV.PowerShell.Commands.EnableVMReplication"
+    assert again.error.fq_error == f"OperationFailed,{ENABLE}" and not again.had_errors
+    assert str(again.error) == (
+        "Replication has already been enabled on virtual machine 'web01'. Please use the Set-VMReplication "
+        "cmdlet to modify replication settings."
     )
 
 
@@ -140,17 +176,18 @@ def test_initial_replication_legality(primary: HostSession) -> None:
         "Normal",
     )
     repeat = primary.run("Start-VMInitialReplication", VMName="app01")
-    assert "not in a valid replication state" in str(repeat.error)
-    assert repeat.error.fq_error.startswith("OperationFailed_InvalidReplicationState,")
+    assert "in the current replication state" in str(repeat.error)
+    assert repeat.error.fq_error.startswith("InvalidState,")
+    assert ErrorCategory(repeat.error.category) == ErrorCategory.InvalidOperation
 
     primary.ok("Suspend-VMReplication", VMName="app01")
     assert replication_state(primary, "app01") == ("Suspended", "Warning")
-    assert "not in a valid replication state" in str(
+    assert "in the current replication state" in str(
         primary.run("Suspend-VMReplication", VMName="app01").error
     )
     primary.ok("Resume-VMReplication", VMName="app01")
     assert replication_state(primary, "app01")[0] == "InitialReplicationInProgress"
-    assert "not in a valid replication state" in str(
+    assert "in the current replication state" in str(
         primary.run("Resume-VMReplication", VMName="app01").error
     )
 
@@ -163,7 +200,7 @@ def test_scheduled_initial_replication(primary: HostSession) -> None:
     past = primary.run(
         "Start-VMInitialReplication", VMName="file01", InitialReplicationStartTime="2001-01-01T00:00:00"
     )
-    assert past.had_errors and "future" in str(past.error)
+    assert str(past.error) == "The specified start time is not valid because it occurs in the past."
     when = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(microsecond=0)
     primary.ok("Start-VMInitialReplication", VMName="file01", InitialReplicationStartTime=when.isoformat())
     p = props(primary.ok("Get-VMReplication", VMName="file01")[0])
@@ -174,7 +211,7 @@ def test_scheduled_initial_replication(primary: HostSession) -> None:
 def test_set_vm_replication_rules(primary: HostSession, replica: HostSession) -> None:
     primary.ok("Enable-VMReplication", VMName="db01", **KERBEROS)
     none = primary.run("Set-VMReplication", VMName="db01")
-    assert none.had_errors and none.error.fq_error.startswith("NoSettingsChanged,")
+    assert none.error.fq_error.startswith("OperationFailed,") and "Insufficient input" in str(none.error)
     changed = props(
         primary.ok(
             "Set-VMReplication",
@@ -195,29 +232,36 @@ def test_set_vm_replication_rules(primary: HostSession, replica: HostSession) ->
         2,
     )
     conflict = primary.run("Set-VMReplication", VMName="db01", RecoveryHistory=0, VSSSnapshotFrequencyHour=1)
-    assert conflict.had_errors
+    assert conflict.error.fq_error.startswith("InvalidParameter,")
     # RecoveryHistory 0 alone switches VSS points off (§2.4).
     off = props(primary.ok("Set-VMReplication", "Passthru", VMName="db01", RecoveryHistory=0)[0])
     assert (off["VSSSnapshotFrequencyHour"], off["VSSSnapshotReplicationEnabled"]) == (0, False)
     on_replica = replica.run("Set-VMReplication", VMName="db01", ReplicationFrequencySec=900)
-    assert on_replica.error.fq_error.startswith("VMReplication_CannotModifySettingsOnReplica,")
+    assert on_replica.error.fq_error.startswith("OperationFailed,")
+    assert "cannot be modified on the replica virtual machine 'db01'" in str(on_replica.error)
     not_enabled = primary.run("Set-VMReplication", VMName="idle01", ReplicationFrequencySec=900)
-    assert not_enabled.error.fq_error.startswith("VMReplication_NotEnabled,")
+    assert not_enabled.error.fq_error.startswith("InvalidState,")  # SetVMReplication.cs
+    assert str(not_enabled.error) == "Replication is not enabled for virtual machine with name 'idle01'."
 
 
 def test_get_vm_replication_selection(primary: HostSession, replica: HostSession) -> None:
     primary.ok("Enable-VMReplication", VMName="sel01", **KERBEROS)
     enabled = {props(r)["VMName"] for r in primary.ok("Get-VMReplication")}
     assert "sel01" in enabled and "sel02" not in enabled
-    named = primary.run("Get-VMReplication", VMName="sel02")
-    assert named.had_errors  # terminating
-    vm_id = props(primary.ok("Get-VM", Name="sel02")[0])["VMId"]
-    assert (
-        str(named.error)
-        == f"Replication is not enabled for virtual machine 'sel02'. (Virtual machine ID {vm_id})"
-    )
+    # GetVMReplication.cs: CreateOperationFailedException, written by the base class (non-terminating), so
+    # the other VMs named are still listed.
+    named = primary.run("Get-VMReplication", VMName=["sel02", "sel01"])
+    assert not named.had_errors and [props(r)["VMName"] for r in named.output] == ["sel01"]
+    assert named.error.fq_error == "OperationFailed,Microsoft.HyperV.PowerShell.Commands.GetVMReplication"
+    assert ErrorCategory(named.error.category) == ErrorCategory.InvalidOperation
+    assert str(named.error) == "Replication is not enabled for virtual machine with name 'sel02'."
+    assert named.error.target_object is None
+    stopped = primary.run("Get-VMReplication", VMName="sel02", ErrorAction="Stop")
+    assert stopped.had_errors and stopped.error.fq_error.startswith("OperationFailed,")
     assert [props(r)["VMName"] for r in primary.ok("Get-VMReplication", VMName="sel*")] == ["sel01"]
-    assert primary.run("Get-VMReplication", ReplicationState="Disabled").had_errors
+    assert primary.run("Get-VMReplication", ReplicationState="Disabled").error.fq_error.startswith(
+        "InvalidState,"
+    )
     modes = {
         str(props(r)["ReplicationMode"]) for r in primary.ok("Get-VMReplication", ReplicationMode="Primary")
     }
@@ -232,7 +276,8 @@ def test_get_vm_replication_selection(primary: HostSession, replica: HostSession
 
 def test_measure_vm_replication_named_vm_without_replication(primary: HostSession) -> None:
     outcome = primary.run("Measure-VMReplication", VMName="sel02")
-    assert outcome.had_errors and outcome.error.fq_error.startswith("VMReplication_NotEnabled,")
+    # MeasureVMReplication.cs: the same message as an ObjectNotFound error.
+    assert outcome.error.fq_error.startswith("ObjectNotFound,") and not outcome.had_errors
 
 
 def test_measure_vm_replication_shape(primary: HostSession) -> None:
@@ -251,7 +296,12 @@ def test_remove_affects_one_host_and_is_not_idempotent(primary: HostSession, rep
     assert str(props(primary.ok("Get-VM", Name="plain01")[0])["ReplicationMode"]) == "None"
     assert replication_state(replica, "plain01")[0] == "WaitingForInitialReplication"  # the replica leg stays
     again = primary.run("Remove-VMReplication", VMName="plain01")
-    assert again.error.fq_error.startswith("VMReplication_NotEnabled,")
+    # RemoveVMReplication.cs: its invalid-state refusal, not "not enabled".
+    assert again.error.fq_error == "InvalidState,Microsoft.HyperV.PowerShell.Commands.RemoveVMReplication"
+    assert str(again.error) == (
+        "The operation cannot be performed while the virtual machine 'plain01' is in the current replication "
+        "state."
+    )
     # The replica VM left behind without replication blocks a new relationship until it is removed there.
     replica.ok("Remove-VMReplication", VMName="plain01")
     blocked = primary.run("Enable-VMReplication", VMName="plain01", **KERBEROS)
@@ -294,7 +344,7 @@ def test_test_replication_connection_parameters(primary: HostSession) -> None:
         f"Connection to replica server '{REPLICA}' on port 80 using Kerberos authentication was successful."
     ]
     ip = primary.run("Test-VMReplicationConnection", **{**KERBEROS, "ReplicaServerName": "127.63.0.2"})
-    assert ip.error.fq_error.startswith("InvalidParameter_InvalidUri,")
+    assert ip.error.fq_error.startswith("InvalidParameter,") and "(FQDN)" in str(ip.error)
     wrong_port = primary.run("Test-VMReplicationConnection", **{**KERBEROS, "ReplicaServerPort": 8080})
     assert not wrong_port.had_errors and "firewall" in str(wrong_port.error)
 
@@ -304,9 +354,20 @@ def test_enable_options_disks_and_whatif(primary: HostSession) -> None:
     unknown = primary.run(
         "Enable-VMReplication", VMName="opt01", ExcludedVhdPath=["C:\\nope.vhdx"], **KERBEROS
     )
-    assert "not attached" in str(unknown.error)
-    everything = primary.run("Enable-VMReplication", VMName="opt01", ExcludedVhdPath=[disk], **KERBEROS)
-    assert "At least one disk" in str(everything.error)
+    assert (
+        str(unknown.error) == "Virtual hard disk 'C:\\nope.vhdx' is not attached to virtual machine 'opt01'."
+    )
+    # EnableVMReplication.cs compares the paths with string.Equals: ordinal, case-sensitive, trimmed.
+    other_case = primary.run(
+        "Enable-VMReplication", VMName="opt01", ExcludedVhdPath=[disk.upper()], **KERBEROS
+    )
+    assert other_case.error.fq_error.startswith("InvalidParameter,") and "not attached" in str(
+        other_case.error
+    )
+    everything = primary.run(
+        "Enable-VMReplication", VMName="opt01", ExcludedVhdPath=[f" {disk} "], **KERBEROS
+    )
+    assert "There is no supported virtual hard disk to replicate" in str(everything.error)
     what_if = primary.run("Enable-VMReplication", "WhatIf", VMName="opt01", **KERBEROS)
     assert (what_if.output, what_if.errors) == ([], [])
     assert str(props(primary.ok("Get-VM", Name="opt01")[0])["ReplicationMode"]) == "None"
@@ -339,7 +400,7 @@ def test_enable_options_disks_and_whatif(primary: HostSession) -> None:
 def test_initial_replication_export_and_relationship_type(primary: HostSession) -> None:
     primary.ok("Enable-VMReplication", VMName="exp01", **KERBEROS)
     missing = primary.run("Start-VMInitialReplication", VMName="exp01", DestinationPath="E:\\Nowhere")
-    assert missing.had_errors and "does not exist" in str(missing.error)
+    assert missing.error.fq_error.startswith("ObjectNotFound,") and "E:\\Nowhere" in str(missing.error)
     exported = primary.ok(
         "Start-VMInitialReplication", "Passthru", VMName="exp01", DestinationPath="C:\\Windows\\Temp"
     )
@@ -348,7 +409,10 @@ def test_initial_replication_export_and_relationship_type(primary: HostSession) 
     folder = f"C:\\Windows\\Temp\\exp01_{str(p['VMId']).upper()}"
     assert primary.ok("Test-Path", Path=folder) == [True]
     extended = primary.run("Remove-VMReplication", VMName="exp01", ReplicationRelationshipType="Extended")
-    assert "is not applicable on virtual machine 'exp01'" in str(extended.error)
+    assert (
+        str(extended.error)
+        == "'ReplicationRelationshipType' is applicable only on a replica virtual machine."
+    )
 
 
 def test_vm_objects_from_the_pipeline(primary: HostSession) -> None:

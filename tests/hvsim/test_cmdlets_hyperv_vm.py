@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from psrpcore.types import ErrorCategory
 from pypsrp.powershell import PowerShell
 
 from tests.support.hvsim_env import host, lab_config, running_lab
@@ -56,13 +57,22 @@ def test_get_vm_lists_all_and_filters_by_wildcard(hv: HostSession) -> None:
 
 
 def test_get_vm_missing_name_is_a_non_terminating_error(hv: HostSession) -> None:
-    outcome = hv.run("Get-VM", Name=["web01", "ghost"])
+    outcome = hv.run("Get-VM", Name=["WEB01", "ghost"])  # names match ignoring case (OrdinalIgnoreCase)
     assert [props(v)["Name"] for v in outcome.output] == ["web01"]
     assert not outcome.had_errors  # non-terminating: the pipeline completes
     error = outcome.error
     assert str(error) == 'Hyper-V was unable to find a virtual machine with name "ghost".'
-    assert error.fq_error == "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVM"
-    assert error.reason == "VirtualizationException"
+    # GetVM.cs resolves names in ErrorDisplayMode.WriteWarning: InvalidParameter with the name as target.
+    assert error.fq_error == "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM"
+    assert ErrorCategory(error.category) == ErrorCategory.InvalidArgument
+    assert error.reason == "VirtualizationException" and error.target_object == "ghost"
+    # Other cmdlets resolve names in WriteError mode: ObjectNotFound, no target.
+    stop = hv.run("Stop-VM", Name="ghost")
+    assert stop.error.fq_error == "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.StopVM"
+    assert (
+        ErrorCategory(stop.error.category) == ErrorCategory.ObjectNotFound
+        and stop.error.target_object is None
+    )
 
 
 def test_get_vm_error_action_stop_terminates(hv: HostSession) -> None:
@@ -124,7 +134,7 @@ def test_remove_vm_requires_off_and_confirmation(hv: HostSession) -> None:
     prompt = hv.run("Remove-VM", Name="gone01")  # ConfirmImpact High without -Force or -Confirm:$false
     assert prompt.had_errors and "HostException" in prompt.error.fq_error
     hv.ok("Remove-VM", Name="gone01", Confirm=False)
-    assert hv.run("Get-VM", Name="gone01").error.fq_error.startswith("ObjectNotFound")
+    assert hv.run("Get-VM", Name="gone01").error.fq_error.startswith("InvalidParameter,")
 
 
 def test_get_vm_snapshot_without_recovery_points(hv: HostSession) -> None:

@@ -132,6 +132,35 @@ def record(category: int, fq: str, message: str, command: str | None = None) -> 
     return rec
 
 
+GET_REPLICATION = "Microsoft.HyperV.PowerShell.Commands.GetVMReplication"
+
+
+def test_not_enabled_is_recognised_by_windows_id_and_category_only() -> None:
+    """Windows' Get-VMReplication on a VM without replication: OperationFailed in category InvalidOperation
+    (GetVMReplication.cs). Access denied, a failed VMMS call (OperationFailed, NotSpecified), the same id from
+    another cmdlet or an unknown error must never pass for it (they would make a resource look gone)."""
+
+    def typed(category: int, fq: str) -> RemoteError:
+        return error_from_record(record(category, fq, "x"), cmdlets="Get-VM | Get-VMReplication", host="h")
+
+    assert hv.is_not_enabled(typed(7, f"OperationFailed,{GET_REPLICATION}"))
+    for category, fq in [
+        (18, f"AccessDenied,{GET_REPLICATION}"),
+        (0, f"OperationFailed,{GET_REPLICATION}"),
+        (7, "OperationFailed,Microsoft.HyperV.PowerShell.Commands.SetVMReplication"),
+        (13, f"ObjectNotFound,{GET_REPLICATION}"),
+        (7, f"VMReplication_NotEnabled,{GET_REPLICATION}"),  # a resource key: Windows never sends it
+        (0, "SomethingElse"),
+    ]:
+        assert not hv.is_not_enabled(typed(category, fq)), (category, fq)
+    enable = "Microsoft.HyperV.PowerShell.Commands.EnableVMReplication"
+    assert hv.refused_by(typed(0, f"OperationFailed,{enable}"), "EnableVMReplication")  # failed VMMS job
+    assert hv.refused_by(typed(7, f"InvalidState,{enable}"), "EnableVMReplication")
+    assert not hv.refused_by(typed(18, f"AccessDenied,{enable}"), "EnableVMReplication")
+    assert not hv.refused_by(typed(5, f"InvalidParameter,{enable}"), "EnableVMReplication")
+    assert not hv.refused_by(typed(7, f"OperationFailed,{GET_REPLICATION}"), "EnableVMReplication")
+
+
 def test_error_records_become_typed_exceptions() -> None:
     cases = [
         (13, "PathNotFound,Microsoft.PowerShell.Commands.GetItemPropertyCommand", NotFound),
@@ -148,7 +177,7 @@ def test_error_records_become_typed_exceptions() -> None:
         assert "Enable-VMReplication failed on h1: boom" in str(err)
     # Without invocation info: the cmdlet the error id's command class names, else all of the invocation's.
     statements = "Enable-VMReplication; Start-VMInitialReplication; Get-VMReplication"
-    fq = "VMReplication_NotAuthorized,Microsoft.HyperV.PowerShell.Commands.EnableVMReplication"
+    fq = "OperationFailed,Microsoft.HyperV.PowerShell.Commands.EnableVMReplication"
     assert (
         error_from_record(record(7, fq, "no"), cmdlets=statements, host="h").cmdlet == "Enable-VMReplication"
     )
