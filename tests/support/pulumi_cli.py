@@ -1,0 +1,151 @@
+"""Drive the REAL Pulumi CLI over a copy of one of this repository's Pulumi projects.
+
+A `CliProject` copies a project (the root demo program or an example) into a test's temporary directory,
+points its `virtualenv` at the repository's venv, writes the stack's config file, and runs `pulumi`
+commands through `scripts/pulumi_run.py` (the same entry point `make demo` uses) with a `file://`
+backend, a passphrase secrets provider and a `PULUMI_HOME` of its own, all inside the temporary
+directory. Nothing is mocked: the CLI's engine plans, diffs and writes the state; the CLI starts the
+dynamic-provider plugin, which talks WinRM to hvsim.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scripts.pulumi_run import CliNotFound, find_cli
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNNER = REPO_ROOT / "scripts" / "pulumi_run.py"
+PASSPHRASE = "e2e-test-passphrase"
+# One `pulumi` command may wait for initial replications; far below the suite's 300 s test timeout.
+COMMAND_TIMEOUT_SEC = 240
+
+
+def require_cli() -> Path:
+    """The CLI the e2e tests run, or a skip with the one reason line `make test` shows."""
+    try:
+        return find_cli()
+    except CliNotFound as err:
+        pytest.skip(f"end-to-end tests need the real Pulumi CLI: {err}")
+
+
+@dataclass
+class CliResult:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def ok(self) -> CliResult:
+        command = " ".join(self.args)
+        assert self.returncode == 0, f"pulumi {command} failed ({self.returncode}):\n{self.output}"
+        return self
+
+
+class CliProject:
+    """A copy of a Pulumi project of this repository with one stack, driven by the real CLI."""
+
+    def __init__(self, source: Path, workdir: Path, stack: str, config: Mapping[str, Any]) -> None:
+        self.dir = workdir / "project"
+        self.stack = stack
+        # The program's own files only: the package comes from this checkout through PYTHONPATH.
+        self.dir.mkdir(parents=True)
+        for path in source.iterdir():
+            if path.is_file() and (path.suffix in (".py", ".toml") or path.name == "Pulumi.yaml"):
+                shutil.copy2(path, self.dir / path.name)
+        settings = yaml.safe_load((self.dir / "Pulumi.yaml").read_text())
+        settings["runtime"]["options"]["virtualenv"] = str(REPO_ROOT / ".venv")
+        (self.dir / "Pulumi.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+        self.state_dir = workdir / "state"
+        self.state_dir.mkdir()
+        self.env = {
+            **os.environ,
+            "PULUMI_BACKEND_URL": f"file://{self.state_dir}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_HOME": str(workdir / "pulumi-home"),
+            "USER": os.environ.get("USER") or "hvreplica-e2e",
+            # The program and the provider plugin import this checkout's package, whatever is installed.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        self.env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+        self.write_config(config)
+        self.run("stack", "init", stack).ok()
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """The stack's Pulumi.<stack>.yaml (plain values; secrets go through `set_secret`)."""
+        path = self.dir / f"Pulumi.{self.stack}.yaml"
+        existing = yaml.safe_load(path.read_text()) if path.exists() else None
+        secure = {k: v for k, v in ((existing or {}).get("config") or {}).items() if isinstance(v, dict)
+                  and "secure" in v}
+        path.write_text(yaml.safe_dump({"config": {**dict(config), **secure}}, sort_keys=False))
+
+    def set_secret(self, key: str, value: Any) -> None:
+        """`pulumi config set --secret` (objects with --path-less JSON, as `config set --json` would)."""
+        text = value if isinstance(value, str) else json.dumps(value)
+        self.run("config", "set", "--secret", key, text).ok()
+
+    def run(self, *args: str, timeout: float = COMMAND_TIMEOUT_SEC) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, str(RUNNER), *args, "--non-interactive", *self._stack_flag(args)],
+            cwd=self.dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return CliResult(args, proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """A CLI command in the background, in its own process group (for signal tests)."""
+        return subprocess.Popen(
+            [sys.executable, str(RUNNER), *args, "--non-interactive", *self._stack_flag(args)],
+            cwd=self.dir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def _stack_flag(self, args: tuple[str, ...]) -> list[str]:
+        return [] if args[:2] == ("stack", "init") else ["--stack", self.stack]
+
+    def up(self, *flags: str) -> CliResult:
+        return self.run("up", "--yes", "--skip-preview", *flags).ok()
+
+    def preview(self, *flags: str) -> CliResult:
+        return self.run("preview", *flags)
+
+    def refresh(self, *flags: str) -> CliResult:
+        return self.run("refresh", "--yes", "--skip-preview", *flags).ok()
+
+    def destroy(self, *flags: str) -> CliResult:
+        return self.run("destroy", "--yes", "--skip-preview", *flags).ok()
+
+    def outputs(self) -> dict[str, Any]:
+        return json.loads(self.run("stack", "output", "--json").ok().stdout)
+
+    def export(self, show_secrets: bool = False) -> str:
+        flags = ("--show-secrets",) if show_secrets else ()
+        return self.run("stack", "export", *flags).ok().stdout
+
+    def state_files_text(self) -> str:
+        """Every file of the backend directory (checkpoints, history, backups, stack config), as text."""
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(self.state_dir.rglob("*")) if p.is_file()
+        )
