@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv lint bench lab
+.PHONY: demo test venv lint bench lab pulumi-cli
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -20,6 +20,10 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/python -m pytest
+
+# A Pulumi CLI for `make demo` and the end-to-end tests: PATH's, or built into .pulumi-bin/ (see README).
+pulumi-cli:
+	@scripts/pulumi-cli.sh
 
 demo:
 	@scripts/demo.sh

@@ -1,34 +1,24 @@
 #!/usr/bin/env bash
-# `make demo`: start the hvsim lab of the demo (two emulated Hyper-V hosts, state in .hvsim/) in the
-# background unless it already runs, then run the demo stack `dev` with Pulumi state kept inside the
-# repository. hvsim keeps running afterwards; the script prints how to stop it.
-# Idempotent: re-running reuses the running lab and runs `pulumi up` again (no change when nothing changed).
+# `make demo`: the demo stack `dev` against the hvsim lab of hvsim.dev.toml (two emulated Hyper-V hosts,
+# state in .hvsim/), through the real Pulumi CLI, with Pulumi state kept inside the repository.
+#
+#   scripts/demo.sh                 pulumi up of stack dev (what `make demo` runs)
+#   scripts/demo.sh ARGS...         any other pulumi command on the same stack, e.g.
+#                                   `scripts/demo.sh preview --diff`, `scripts/demo.sh refresh --yes`,
+#                                   `scripts/demo.sh destroy --yes`, `scripts/demo.sh stack output`
+#
+# The CLI is `pulumi` from PATH (>= 3.139) or .pulumi-bin/, which `make pulumi-cli` builds from the Go module
+# proxy the first time (a few minutes). hvsim is started in the background unless it already runs, and keeps
+# running afterwards; the script prints how to stop it. Re-running is idempotent.
 set -euo pipefail
-
-# Check the CLI before touching anything, so a machine without Pulumi is left exactly as it was.
-if ! command -v pulumi >/dev/null 2>&1; then
-    cat >&2 <<'MSG'
-error: the `pulumi` CLI is not on PATH; `make demo` needs Pulumi CLI >= 3.139.
-Install it, open a new shell (or add ~/.pulumi/bin to PATH), then run `make demo` again:
-  Linux or macOS:  curl -fsSL https://get.pulumi.com | sh
-  macOS (Homebrew): brew install pulumi
-  Other options:   https://www.pulumi.com/docs/install/
-MSG
-    exit 1
-fi
-# An older CLI would only fail in `pulumi up`, after the venv install and the hvsim start.
-pulumi_version="$(pulumi version 2>/dev/null || true)"
-if [[ ! "$pulumi_version" =~ ^v?([0-9]+)\.([0-9]+) ]] \
-    || ((BASH_REMATCH[1] < 3 || (BASH_REMATCH[1] == 3 && BASH_REMATCH[2] < 139))); then
-    echo "error: \`make demo\` needs Pulumi CLI >= 3.139, \`pulumi version\` says '${pulumi_version}';" \
-        "upgrade it (https://www.pulumi.com/docs/install/) and run \`make demo\` again" >&2
-    exit 1
-fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# The CLI first: without one (and without Go to build one) nothing else is touched.
+make --no-print-directory pulumi-cli
 make --no-print-directory venv
+pulumi_run=(.venv/bin/python scripts/pulumi_run.py)
 
 # The emulated hosts of Pulumi.dev.yaml (hvreplica:hvsim points at the same config and state directory).
 hvsim_config="hvsim.dev.toml"
@@ -72,7 +62,8 @@ else
     fi
     echo "hvsim started (pid $(cat "$hvsim_pidfile"), log $hvsim_log)"
 fi
-stop_hint="hvsim keeps running for the next \`make demo\`; stop it with: kill \$(cat $hvsim_pidfile)"
+
+trap 'echo "hvsim keeps running for the next \`make demo\`; stop it with: kill \$(cat '"$hvsim_pidfile"')"' EXIT
 
 # Local state backend: no Pulumi Cloud account, the checkpoint stays under .pulumi-state/ (git-ignored).
 mkdir -p .pulumi-state
@@ -82,6 +73,18 @@ if [[ -z "${PULUMI_CONFIG_PASSPHRASE+set}" && -z "${PULUMI_CONFIG_PASSPHRASE_FIL
     export PULUMI_CONFIG_PASSPHRASE="hvreplica-dev-only"
 fi
 
-trap 'echo "$stop_hint"' EXIT
-pulumi stack select --create dev --non-interactive
-pulumi up --yes --stack dev --non-interactive
+"${pulumi_run[@]}" stack select --create dev --non-interactive
+if (($# == 0)); then
+    "${pulumi_run[@]}" up --yes --stack dev --non-interactive
+    cat <<'NEXT'
+
+The demo stack is up. Try next (each runs the real pulumi CLI on stack dev):
+  scripts/demo.sh preview --diff          what would change (contacts no host)
+  scripts/demo.sh stack output --json     thumbprints, expiry dates and replication states
+  scripts/demo.sh refresh --yes           read every resource back from the hosts (drift)
+  make demo                               converge again (no change when nothing changed)
+  scripts/demo.sh destroy --yes           undo everything on the hosts (replica VMs are kept)
+NEXT
+else
+    "${pulumi_run[@]}" "$@" --stack dev --non-interactive
+fi
