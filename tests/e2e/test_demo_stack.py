@@ -294,8 +294,13 @@ def test_in_place_update_and_replacements_never_leave_the_listener_without_its_c
     preview = project.preview()
     assert preview.returncode == 0 and "+-" in preview.output, preview.output
     with ListenerWatch(lab) as watch:
-        project.up()
+        replace = project.up()
     assert watch.samples > 0 and not watch.gaps, watch.gaps[:5]
+    # The engine deletes the replaced originals last, after their dependents switched to the new ones.
+    out = replace.output
+    last_update = max(out.rindex(f"replica-repl-{key} updated") for key in (
+        "host1.contoso.com/web01", "host1.contoso.com/db01", "host2.fabrikam.com/app02"))
+    assert out.index("deleted original") > last_update, out
     new = project.outputs()["host_certificates"]
     assert all(new[f]["thumbprint"] != old[f]["thumbprint"] for f in (HOST1, HOST2))
     assert_converged(lab, project)

@@ -49,6 +49,8 @@ def test_lifecycle_follows_engine_sequences(server: ProviderServer) -> None:
     replaced = server.up(urn, ProbeProvider(), {"size": 4096, "label": "b"}, updated.state)
     assert replaced.op == "replace" and replaced.diff is not None and replaced.diff.replaces == ("size",)
     assert replaced.state.id != created.state.id
+    assert replaced.original == updated.state  # deleted at the end of the update, as the engine does
+    server.finish(replaced)
     server.wait_for_log(rf"delete {created.state.id}\b")  # stdout is drained asynchronously
     log = server.stdout
     # Create-before-delete, with the replacement checked as a fresh resource (olds={}).

@@ -119,6 +119,7 @@ def test_lifecycle(lab: RunningLab, server: ProviderServer, material: dict[str, 
         urn, provider, {**changed, "vm_name": odd, "wait_for_initial_replication": False}, fixed.state
     )
     assert replaced.op == "replace" and "vm_name" in replaced.diff.replaces
+    assert replaced.diff.delete_before_replace and replaced.original is None  # deleted before the create
     assert "web01" not in legs(lab, HOST1) and "web01" not in legs(lab, HOST2)
     wait_replicating(lab, HOST1, [odd])
     with lab.shell(

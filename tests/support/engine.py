@@ -128,11 +128,18 @@ StepOp = Literal["create", "same", "update", "replace"]
 
 @dataclass(frozen=True)
 class Step:
-    """The result of one `up` for one resource: what the engine did and the new state."""
+    """The result of one `up` for one resource: what the engine did and the new state.
+
+    `original` is the resource a create-before-delete replace superseded. The real engine deletes it only
+    at the end of the whole update, after every resource that depends on it was updated (seen with the
+    real CLI: a replaced HostCertificate's original is deleted after the ReplicaServer and the
+    relationships switched to the new thumbprint); `ProviderServer.finish` does that delete.
+    """
 
     op: StepOp
     state: ResourceState
     diff: DiffOutcome | None = None
+    original: ResourceState | None = None
 
 
 def resource_urn(type_token: str, name: str, stack: str = "dev", project: str = "hvreplica") -> str:
@@ -400,7 +407,11 @@ class ProviderServer:
             return Step("same", replace(state, inputs=checked), outcome)
         if outcome.replaces:
             blob = news[PROVIDER_KEY]
-            return Step("replace", self.replace(state, blob, inputs, outcome.delete_before_replace), outcome)
+            if outcome.delete_before_replace:  # Check(olds={}) -> Delete(old) -> Create(new)
+                fresh = self._checked(urn, news, {})
+                self.destroy(state)
+                return Step("replace", self._create_state(urn, fresh), outcome)
+            return Step("replace", self.replace(state, blob, inputs), outcome, original=state)
         outputs = self.update(urn, state.id, state.outputs, checked, state.inputs)
         return Step("update", replace(state, inputs=checked, outputs=outputs), outcome)
 
@@ -429,21 +440,18 @@ class ProviderServer:
         return ResourceState(urn, id_, checked, outputs)
 
     def replace(
-        self,
-        old: ResourceState,
-        provider: ResourceProvider | str,
-        inputs: Mapping[str, Any],
-        delete_first: bool = False,
+        self, old: ResourceState, provider: ResourceProvider | str, inputs: Mapping[str, Any]
     ) -> ResourceState:
-        """Replace `old`: Check(olds={}) -> Create(new) -> Delete(old), or Delete first when the
-        provider answered delete_before_replace. Returns the replacement's state."""
-        checked = self._checked(old.urn, with_provider(provider, inputs), {})
-        if delete_first:
-            self.destroy(old)
-            return self._create_state(old.urn, checked)
-        created = self._create_state(old.urn, checked)
-        self.destroy(old)
-        return created
+        """The create half of a create-before-delete replace of `old`: Check(olds={}) -> Create(new).
+        The original stays until `finish` deletes it, as the engine deletes it at the end of the update.
+        Returns the replacement's state."""
+        return self._create_state(old.urn, self._checked(old.urn, with_provider(provider, inputs), {}))
+
+    def finish(self, *steps: Step) -> None:
+        """The end of `pulumi up`: Delete the originals the steps' replaces superseded."""
+        for step in steps:
+            if step.original is not None:
+                self.destroy(step.original)
 
 
 def _change(
