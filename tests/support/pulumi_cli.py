@@ -63,6 +63,7 @@ class CliProject:
     def __init__(self, source: Path, workdir: Path, stack: str, config: Mapping[str, Any]) -> None:
         self.dir = workdir / "project"
         self.stack = stack
+        self.timeout = COMMAND_TIMEOUT_SEC
         # The program's own files only: the package comes from this checkout through PYTHONPATH.
         self.dir.mkdir(parents=True)
         for path in source.iterdir():
@@ -99,14 +100,14 @@ class CliProject:
         text = value if isinstance(value, str) else json.dumps(value)
         self.run("config", "set", "--secret", key, text).ok()
 
-    def run(self, *args: str, timeout: float = COMMAND_TIMEOUT_SEC) -> CliResult:
+    def run(self, *args: str) -> CliResult:
         proc = subprocess.run(
             [sys.executable, str(RUNNER), *args, "--non-interactive", *self._stack_flag(args)],
             cwd=self.dir,
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=self.timeout,
         )
         return CliResult(args, proc.returncode, proc.stdout, proc.stderr)
 
