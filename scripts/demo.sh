@@ -8,8 +8,8 @@
 #                                   `scripts/demo.sh destroy --yes`, `scripts/demo.sh stack output`
 #
 # The CLI is `pulumi` from PATH (>= 3.139) or .pulumi-bin/, which `make pulumi-cli` builds from the Go module
-# proxy the first time (a few minutes). hvsim is started in the background unless it already runs, and keeps
-# running afterwards; the script prints how to stop it. Re-running is idempotent.
+# proxy the first time (a few minutes). hvsim is started in the background unless it already runs (`hvsim
+# start`), and keeps running afterwards; the script prints how to stop it. Re-running is idempotent.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,50 +20,11 @@ make --no-print-directory pulumi-cli
 make --no-print-directory venv
 pulumi_run=(.venv/bin/python scripts/pulumi_run.py)
 
-# The emulated hosts of Pulumi.dev.yaml (hvreplica:hvsim points at the same config and state directory).
-hvsim_config="hvsim.dev.toml"
-hvsim_state=".hvsim"
-hvsim_log="$hvsim_state/hvsim.log"
-hvsim_pidfile="$hvsim_state/hvsim.pid"
-mkdir -p "$hvsim_state"
-
-hvsim_running() {
-    local pid
-    pid="$(cat "$hvsim_pidfile" 2>/dev/null)" || return 1
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o args= | grep -q "hvsim serve"
-}
-
-if hvsim_running; then
-    echo "hvsim already running (pid $(cat "$hvsim_pidfile")), reusing it"
-else
-    offset=0
-    if [[ -f "$hvsim_log" ]]; then
-        offset="$(wc -c <"$hvsim_log")"
-    fi
-    nohup .venv/bin/python -u -m hvsim serve --config "$hvsim_config" --state-dir "$hvsim_state" \
-        >>"$hvsim_log" 2>&1 </dev/null &
-    echo $! >"$hvsim_pidfile"
-    # Wait for this run's `hvsim ready` line; give up when the process dies or after 60 s.
-    for _ in $(seq 1 600); do
-        if tail -c +"$((offset + 1))" "$hvsim_log" | grep -q '^hvsim ready'; then
-            break
-        fi
-        if ! kill -0 "$(cat "$hvsim_pidfile")" 2>/dev/null; then
-            echo "error: hvsim exited before it was ready; its log ($hvsim_log) ends with:" >&2
-            tail -n 20 "$hvsim_log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    if ! tail -c +"$((offset + 1))" "$hvsim_log" | grep -q '^hvsim ready'; then
-        echo "error: hvsim was not ready within 60 s; see $hvsim_log" >&2
-        kill "$(cat "$hvsim_pidfile")" 2>/dev/null || true
-        exit 1
-    fi
-    echo "hvsim started (pid $(cat "$hvsim_pidfile"), log $hvsim_log)"
-fi
-
-trap 'echo "hvsim keeps running for the next \`make demo\`; stop it with: kill \$(cat '"$hvsim_pidfile"')"' EXIT
+# The emulated hosts of Pulumi.dev.yaml (hvreplica:hvsim points at the same config and state directory),
+# served in the background unless `make lab` or an earlier `make demo` already did.
+hvsim_lab=(--config hvsim.dev.toml --state-dir .hvsim)
+.venv/bin/python -m hvsim start "${hvsim_lab[@]}" | grep -v '^stop it with'
+trap 'echo "hvsim keeps running for the next \`make demo\`; stop it with: .venv/bin/python -m hvsim stop ${hvsim_lab[*]}"' EXIT
 
 # Local state backend: no Pulumi Cloud account, the checkpoint stays under .pulumi-state/ (git-ignored).
 mkdir -p .pulumi-state

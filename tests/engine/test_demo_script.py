@@ -79,14 +79,15 @@ def test_starts_hvsim_then_runs_stack_and_up_with_local_state(tree: DemoTree) ->
     assert (tree.root / ".pulumi-state").is_dir()
     pid = tree.hvsim_pid()
     assert pid is not None and alive(pid), "hvsim keeps running after the script"
-    assert f"hvsim started (pid {pid}, log .hvsim/hvsim.log)" in result.stdout
-    assert "stop it with: kill $(cat .hvsim/hvsim.pid)" in result.stdout
+    assert f"hvsim started in the background (pid {pid}, log .hvsim/hvsim.log)" in result.stdout
+    stop_hint = "stop it with: .venv/bin/python -m hvsim stop --config hvsim.dev.toml --state-dir .hvsim"
+    assert stop_hint in result.stdout
     assert "scripts/demo.sh preview --diff" in result.stdout  # what to try next
 
     # Idempotent: a second run reuses the running hvsim and does the same.
     again = tree.run()
     assert again.returncode == 0, again.stderr
-    assert f"hvsim already running (pid {pid}), reusing it" in again.stdout
+    assert f"hvsim already running (pid {pid}, log .hvsim/hvsim.log), reusing it" in again.stdout
     assert tree.hvsim_pid() == pid
     assert len(pulumi_calls(tree)) == 4
 
