@@ -354,14 +354,26 @@ def retire_old_certificates(
     project.preview("--expect-no-changes").ok()
 
 
-def test_a_config_typo_fails_up_with_the_documented_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("typo", "message"),
+    [
+        # A misspelt key inside an object of the namespace (README, "Stack configuration").
+        ("nested", "hvreplica:replication has unknown key(s) flow; known keys:"),
+        # A misspelt top-level key of the namespace.
+        ("top", "unknown config key(s) hvreplica:replicaton; the keys of namespace 'hvreplica' are"),
+    ],
+)
+def test_a_config_typo_fails_up_with_the_documented_message(tmp_path: Path, typo: str, message: str) -> None:
     with running_dev_lab(tmp_path, ["127.93.0.11", "127.93.0.12"]) as lab:
         config = demo_config(lab)
-        config["hvreplica:replication"]["flow"] = config["hvreplica:replication"].pop("flows")
+        if typo == "nested":
+            config["hvreplica:replication"]["flow"] = config["hvreplica:replication"].pop("flows")
+        else:
+            config["hvreplica:replicaton"] = config.pop("hvreplica:replication")
         project = CliProject(PROJECT_DIR, tmp_path, "e2e", config)
         result = project.run("up", "--yes", "--skip-preview")
         assert result.returncode != 0
-        assert "hvreplica:replication" in result.output and "flow" in result.output, result.output
+        assert message in result.output, result.output
         assert lab.emu.counters(HOST1)["http_requests"] == 0
 
 
