@@ -408,6 +408,15 @@ def test_an_interrupted_up_then_rerun_converges_with_nothing_orphaned(
         rest, _ = proc.communicate(timeout=180)
         assert proc.returncode != 0, "".join(lines) + rest
 
+        if how == "sigkill":
+            # The killed CLI could not end its provider plugin; an operator's process list shows it.
+            strays = project.stray_processes()
+            assert strays, "expected the killed run's provider plugin"
+            for pid in strays:
+                os.kill(pid, signal.SIGTERM)
+        else:
+            assert project.stray_processes() == [], "a cancelled run left a process behind"
+
         rerun = project.run("up", "--yes", "--skip-preview")
         if how == "sigkill":
             assert rerun.returncode != 0 and "locked" in rerun.output, rerun.output

@@ -10,9 +10,11 @@ dynamic-provider plugin, which talks WinRM to hvsim.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -55,6 +57,12 @@ class CliResult:
         command = " ".join(self.args)
         assert self.returncode == 0, f"pulumi {command} failed ({self.returncode}):\n{self.output}"
         return self
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
 
 
 class CliProject:
@@ -101,27 +109,40 @@ class CliProject:
         self.run("config", "set", "--secret", key, text).ok()
 
     def run(self, *args: str) -> CliResult:
-        proc = subprocess.run(
-            [sys.executable, str(RUNNER), *args, "--non-interactive", *self._stack_flag(args)],
-            cwd=self.dir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-        )
-        return CliResult(args, proc.returncode, proc.stdout, proc.stderr)
+        """`pulumi ARGS` to completion. Past `self.timeout` the whole process group (runner, CLI, provider
+        plugin) is killed, so a hung command leaves nothing running."""
+        proc = self.popen(*args, merge_output=False)
+        try:
+            stdout, stderr = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            raise
+        return CliResult(args, proc.returncode, stdout, stderr)
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        """A CLI command in the background, in its own process group (for signal tests)."""
+    def popen(self, *args: str, merge_output: bool = True) -> subprocess.Popen[str]:
+        """A CLI command in the background, in a process group of its own (signals reach all of it)."""
         return subprocess.Popen(
             [sys.executable, str(RUNNER), *args, "--non-interactive", *self._stack_flag(args)],
             cwd=self.dir,
             env=self.env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
             text=True,
             start_new_session=True,
         )
+
+    def stray_processes(self) -> list[int]:
+        """Processes still working in the project directory (a provider plugin whose CLI was killed:
+        the CLI ends its plugins only when it exits normally). Linux /proc."""
+        strays = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if Path(os.readlink(entry / "cwd")) == self.dir:
+                        strays.append(int(entry.name))
+                except OSError:
+                    continue
+        return strays
 
     def _stack_flag(self, args: tuple[str, ...]) -> list[str]:
         return [] if args[:2] == ("stack", "init") else ["--stack", self.stack]
