@@ -20,7 +20,7 @@ version_at_least_3_139() {
         && ((BASH_REMATCH[1] > 3 || (BASH_REMATCH[1] == 3 && BASH_REMATCH[2] >= 139)))
 }
 
-if [[ "${HVREPLICA_BUILD_PULUMI:-}" != "1" ]] && command -v pulumi >/dev/null 2>&1; then
+if command -v pulumi >/dev/null 2>&1; then
     on_path="$(pulumi version 2>/dev/null || true)"
     if version_at_least_3_139 "$on_path"; then
         step "pulumi $on_path on PATH ($(command -v pulumi)): nothing to build"
