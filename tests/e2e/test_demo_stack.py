@@ -340,7 +340,7 @@ def test_renewal_window_replaces_host_certificates_without_a_gap(tmp_path: Path)
 def retire_old_certificates(
     lab: RunningLab, project: CliProject, old: dict[str, Any], new: dict[str, Any]
 ) -> None:
-    r"""A rotation takes a second apply (README, "Certificate rotation"): while the ReplicaServers switched
+    r"""A rotation takes a second apply (README, "Known limitations"): while the ReplicaServers switched
     to the new certificates, the hosts' replications still authenticated with the old ones. The next
     `up` removes them from LocalMachine\My; then nothing is left to change."""
     for fqdn in (HOST1, HOST2):
