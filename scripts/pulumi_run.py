@@ -63,18 +63,19 @@ def find_cli() -> Path:
     )
 
 
-def cli_env(cli: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+def cli_env(cli: Path) -> dict[str, str]:
     """The environment for `cli`: its directory first on PATH (the engine finds the bundled
     dynamic-provider launcher `pulumi-resource-pulumi-python` there) and no update checks or plugin
     downloads (the machines reach no Pulumi service)."""
-    env = dict(os.environ if base is None else base)
+    env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(cli.parent), env.get("PATH", "")])
     for key, value in OFFLINE_ENV.items():
         env.setdefault(key, value)
     return env
 
 
-def has_language_host(cli: Path, env: dict[str, str]) -> bool:
+def has_language_host(env: dict[str, str]) -> bool:
+    """Whether the CLI will find a Python language host (any regular Pulumi installation has one)."""
     return shutil.which("pulumi-language-python", path=env["PATH"]) is not None
 
 
@@ -100,7 +101,7 @@ def run(args: list[str], project_dir: Path | None = None) -> int:
     cli = find_cli()
     env = cli_env(cli)
     command = next((a for a in args if not a.startswith("-")), "")
-    if command not in PROGRAM_COMMANDS or has_language_host(cli, env):
+    if command not in PROGRAM_COMMANDS or has_language_host(env):
         return _wait([str(cli), *args], project_dir, env)
 
     import grpc
