@@ -145,3 +145,14 @@ def test_stops_at_the_first_failing_step(tree: DemoTree) -> None:
         "make --no-print-directory pulumi-cli", "pulumi version", "make --no-print-directory venv",
     ]
     assert not (tree.root / ".hvsim").exists()
+
+
+def test_a_cli_with_its_python_language_host_runs_the_program_itself(tree: DemoTree) -> None:
+    tree.stand_in("pulumi", prints=CLI_VERSION)
+    tree.stand_in("pulumi-language-python")  # as any regular Pulumi installation has
+
+    result = tree.run()
+
+    assert result.returncode == 0, result.stderr
+    state = f"| file://{tree.root}/.pulumi-state | hvreplica-dev-only | 1"
+    assert pulumi_calls(tree)[-1] == f"pulumi up --yes --stack dev --non-interactive {state}"
