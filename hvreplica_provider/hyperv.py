@@ -11,7 +11,7 @@ error (Get-VM's ObjectNotFound), and access denied or anything else is never tak
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -24,6 +24,7 @@ from hvreplica_provider.remoting import (
     RemoteError,
     Session,
     Statement,
+    Validation,
     cmd,
     is_type,
     prop,
@@ -54,6 +55,7 @@ _ENTRY_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationAuthorizationEntry"
 _REPLICATION_TYPE = "Microsoft.HyperV.PowerShell.VMReplication"
 _VM_TYPE = "Microsoft.HyperV.PowerShell.VirtualMachine"
 _HEALTH_TYPE = "Microsoft.HyperV.PowerShell.VMReplicationHealth"
+_DISK_TYPE = "Microsoft.HyperV.PowerShell.HardDiskDrive"
 
 
 @dataclass(frozen=True)
@@ -384,6 +386,32 @@ def _setting_params(s: ReplicationSettings, only: set[str] | None = None) -> dic
             params["AutoResynchronizeIntervalStart"] = s.auto_resynchronize_start
             params["AutoResynchronizeIntervalEnd"] = s.auto_resynchronize_end
     return params
+
+
+def stored_disk_paths(session: Session, vm_id: str, wanted: Sequence[str]) -> list[str]:
+    """`wanted` as the VM's disks store them. Enable-VMReplication compares -ExcludedVhdPath with the stored
+    paths case-SENSITIVELY (EnableVMReplication.cs: string.Equals), although Windows paths are not: so the
+    paths are matched here ignoring case (Get-VMHardDiskDrive) and sent exactly as stored."""
+    if not wanted:
+        return []
+    result = session.run([vm_by_id(vm_id), cmd("Get-VMHardDiskDrive")])
+    result.raise_errors()
+    stored = {
+        text(prop(o, "Path")).lower(): text(prop(o, "Path")) for o in result.output if is_type(o, _DISK_TYPE)
+    }
+    unknown = [path for path in wanted if path.strip().lower() not in stored]
+    if unknown:
+        raise Validation(
+            f"excluded_vhd_paths: {_quoted(unknown)} is not a virtual hard disk of VM {vm_id}; its disks "
+            f"are {_quoted(stored.values()) or 'none'}",
+            cmdlet="Get-VMHardDiskDrive",
+            host=session.host,
+        )
+    return [stored[path.strip().lower()] for path in wanted]
+
+
+def _quoted(paths: Iterable[str]) -> str:
+    return ", ".join(f"'{path}'" for path in paths)  # not repr: that doubles every backslash
 
 
 def enable_cmds(

@@ -204,10 +204,9 @@ class ReplicationRelationshipProvider(ResourceProvider):
         session = _session(inputs, "primary")
         vm_id = hv.resolve_vm(session, inputs["vm_name"]).vm_id  # the only lookup by name
         initial = initial_from(inputs)
+        excluded = hv.stored_disk_paths(session, vm_id, inputs.get("excluded_vhd_paths") or ())
         try:
-            result = session.run(
-                *hv.enable_cmds(vm_id, settings_from(inputs), initial, inputs.get("excluded_vhd_paths") or ())
-            )
+            result = session.run(*hv.enable_cmds(vm_id, settings_from(inputs), initial, excluded))
             result.raise_errors()
             infos = hv.parse_replications(result.output)
         except RemoteError as refused:

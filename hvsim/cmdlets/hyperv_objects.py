@@ -147,6 +147,16 @@ VM_REPLICATION_HEALTH_TN = (f"{NS}.VMReplicationHealth", VIRTUALIZATION_OBJECT)
 VM_REPLICATION_SERVER_TN = (f"{NS}.VMReplicationServer", VIRTUALIZATION_OBJECT)
 AUTHORIZATION_ENTRY_TN = (f"{NS}.VMReplicationAuthorizationEntry", VIRTUALIZATION_OBJECT)
 VM_SNAPSHOT_TN = (f"{NS}.VMSnapshot", f"{NS}.VirtualMachineBase", VIRTUALIZATION_OBJECT)
+# HardDiskDrive : Drive : DriveBase : VMDevice : VMComponentObject : VirtualizationObject (HardDiskDrive.cs).
+HARD_DISK_DRIVE_TN = (
+    f"{NS}.HardDiskDrive",
+    f"{NS}.Drive",
+    f"{NS}.DriveBase",
+    f"{NS}.VMDevice",
+    f"{NS}.VMComponentObject",
+    VIRTUALIZATION_OBJECT,
+)
+ControllerType = define_enum(f"{NS}.ControllerType", {"IDE": 0, "SCSI": 1, "PMEM": 2})
 
 RECOVERY_AUTH_NAMES = {1: "Kerberos", 2: "Certificate", 3: "CertificateAndKerberos"}
 
@@ -224,9 +234,9 @@ def replication_object(hyperv: HyperVHost, vm: VirtualMachine) -> Any:
     rep = vm.replication
     assert rep is not None  # callers select replication-enabled VMs
     s = rep.settings
-    excluded = {p.lower() for p in s.excluded_disks}
-    replicated = [_disk_text(vm, i) for i, d in enumerate(vm.hard_disks) if d.path.lower() not in excluded]
-    excluded_text = [_disk_text(vm, i) for i, d in enumerate(vm.hard_disks) if d.path.lower() in excluded]
+    excluded = set(s.excluded_disks)  # the stored paths, exactly (Enable-VMReplication checked them so)
+    replicated = [_disk_text(vm, i) for i, d in enumerate(vm.hard_disks) if d.path not in excluded]
+    excluded_text = [_disk_text(vm, i) for i, d in enumerate(vm.hard_disks) if d.path in excluded]
     props: dict[str, Any] = {
         **_replication_identity(hyperv, vm, rep),
         "AllowedPrimaryServer": rep.allowed_primary_server,
@@ -335,6 +345,24 @@ def replication_server_object(hyperv: HyperVHost) -> Any:
     return dotnet_object(
         VM_REPLICATION_SERVER_TN, props, to_string=f"VMReplicationServer ({hyperv.computer_name})"
     )
+
+
+def hard_disk_drive_object(hyperv: HyperVHost, vm: VirtualMachine, index: int) -> Any:
+    """A `HardDiskDrive` as Get-VMHardDiskDrive writes it: Path is the stored path, in its stored case."""
+    disk = vm.hard_disks[index]
+    props: dict[str, Any] = {
+        **_identity(hyperv, vm),
+        "Name": f"Hard Drive on {disk.controller_type} controller number {disk.controller_number} at "
+        f"location {disk.controller_location}",
+        "Id": f"Microsoft:{vm.id.upper()}\\{index}",
+        "Path": disk.path,
+        "ControllerType": ControllerType[disk.controller_type],
+        "ControllerNumber": i32(disk.controller_number),
+        "ControllerLocation": i32(disk.controller_location),
+        "DiskNumber": None,
+        "PoolName": "Primordial",
+    }
+    return dotnet_object(HARD_DISK_DRIVE_TN, props, to_string=_disk_text(vm, index))
 
 
 def snapshot_object(hyperv: HyperVHost, vm: VirtualMachine, point: RecoveryPoint) -> Any:

@@ -34,7 +34,13 @@ from hvsim.cmdlets.hyperv_common import (
     vm_params,
     wildcard_match,
 )
-from hvsim.cmdlets.hyperv_objects import SnapshotType, snapshot_object, vm_object
+from hvsim.cmdlets.hyperv_objects import (
+    ControllerType,
+    SnapshotType,
+    hard_disk_drive_object,
+    snapshot_object,
+    vm_object,
+)
 from hvsim.hyperv import DEFAULT_VHD_DIR, DEFAULT_VM_PATH, GIB, HardDisk, VirtualMachine
 
 VM_SETS = ("Name", "VMObject")
@@ -227,3 +233,28 @@ def get_vm_snapshot(ctx: CmdletContext, args: BoundArguments) -> None:
 
 def _name_matches(pattern: str, value: str) -> bool:
     return wildcard_match(pattern, value) if is_wildcard(pattern) else pattern.lower() == value.lower()
+
+
+@cmdlet(
+    "Get-VMHardDiskDrive",
+    f"{COMMANDS}.GetVMHardDiskDrive",
+    [
+        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
+        Param("ControllerType", enum_type(ControllerType)),
+        Param("ControllerNumber", INT32),
+        Param("ControllerLocation", INT32),
+    ],
+    default_set="VMName",
+)
+def get_vm_hard_disk_drive(ctx: CmdletContext, args: BoundArguments) -> None:
+    """The VMs' virtual hard disks (GetVMHardDiskDrive.cs; the VMSnapshot and VMDriveController sets are not
+    emulated), filtered by controller as given."""
+    filters = {
+        "controller_type": args["ControllerType"].name if "ControllerType" in args else None,
+        "controller_number": args.get("ControllerNumber"),
+        "controller_location": args.get("ControllerLocation"),
+    }
+    for vm in select_vms(ctx, args):
+        for index, disk in enumerate(vm.hard_disks):
+            if all(value is None or getattr(disk, key) == value for key, value in filters.items()):
+                ctx.write_output(hard_disk_drive_object(ctx.host.hyperv, vm, index))

@@ -178,3 +178,21 @@ def test_get_vmreplication_filters_exist_only_with_vmname(hv: HostSession) -> No
     web = str(props(hv.ok("Get-VM", Name="web01")[0])["Id"])
     out, errors = pipeline(hv, ("Get-VM", {"Id": web}), ("Get-VMReplication", {"ReplicationMode": "Primary"}))
     assert out == [] and str(errors[0].fq_error).startswith("InputObjectNotBound,")
+
+
+def test_get_vm_hard_disk_drive(hv: HostSession) -> None:
+    """GetVMHardDiskDrive.cs: the VM's disks as HardDiskDrive objects (Path as stored), -VM piped."""
+    disks = hv.ok("Get-VMHardDiskDrive", VMName="web01")
+    assert disks[0].types[:2] == [
+        "Microsoft.HyperV.PowerShell.HardDiskDrive",
+        "Microsoft.HyperV.PowerShell.Drive",
+    ]
+    p = props(disks[0])
+    assert p["Path"] == "C:\\ProgramData\\Microsoft\\Windows\\Virtual Hard Disks\\web01.vhdx"
+    assert (str(p["ControllerType"]), p["ControllerNumber"], p["ControllerLocation"]) == ("SCSI", 0, 0)
+    assert hv.ok("Get-VMHardDiskDrive", VMName="web01", ControllerLocation=1) == []
+    ps = PowerShell(hv.pool)
+    ps.add_cmdlet("Get-VM").add_parameter("Name", "web01").add_cmdlet("Get-VMHardDiskDrive")
+    assert [props(d)["Path"] for d in ps.invoke()] == [p["Path"]]
+    missing = hv.run("Get-VMHardDiskDrive", VMName="ghost")
+    assert missing.error.fq_error == "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMHardDiskDrive"

@@ -1,0 +1,101 @@
+"""The provider against Windows' error model and Windows' rules of case (issue 9), through real pypsrp to
+hvsim: replication removed by hand reads as gone and delete still succeeds; a vm_name typed in another case
+finds its VM; excluded disks are sent exactly as the VM stores them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hvreplica_provider.remoting import REGISTRY, Validation
+from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
+from hvsim.hyperv import DEFAULT_VHD_DIR, HardDisk
+from tests.provider.support import (
+    PRIMARY,
+    REPLICA,
+    Lab,
+    prepare_sites,
+    prop,
+    relationship_inputs,
+    two_site_lab,
+)
+
+DATA_DISK = f"{DEFAULT_VHD_DIR}\\Disk2-Data.vhdx"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with two_site_lab("76.0", vms=("byhand01", "case01", "disks01")) as lab:
+        prepare_sites(lab)
+        with lab.emu.lab.lock:  # a second disk, stored in mixed case as Hyper-V keeps what it was given
+            vm = lab.emu.lab.hosts[PRIMARY].hyperv.find_vms("disks01")[0]
+            vm.hard_disks.append(HardDisk(path=DATA_DISK, controller_location=1))
+        yield lab
+    REGISTRY.close_all()
+
+
+def legs(lab: Lab, fqdn: str) -> list[str]:
+    return [str(prop(r, "VMName")) for r in lab.run(fqdn, "Get-VMReplication")]
+
+
+def test_replication_removed_by_hand_reads_as_gone_and_delete_succeeds(lab: Lab) -> None:
+    """Windows writes "not enabled" as a NON-terminating OperationFailed/InvalidOperation record; a provider
+    that waited for a terminating error (or another id) raised on refresh and failed every destroy."""
+    provider = ReplicationRelationshipProvider()
+    created = provider.create(relationship_inputs(lab, "byhand01", initial_replication="none"))
+    lab.run(PRIMARY, "Remove-VMReplication", VMName="byhand01")
+    assert provider.read(created.id, created.outs).id == ""
+    lab.run(REPLICA, "Remove-VMReplication", VMName="byhand01")  # both legs removed by hand
+    provider.delete(created.id, created.outs)
+    provider.delete(created.id, created.outs)  # and again: already gone is success
+    assert "byhand01" not in legs(lab, PRIMARY) and "byhand01" not in legs(lab, REPLICA)
+
+
+def test_vm_name_in_another_case_finds_the_vm(lab: Lab) -> None:
+    """Get-VM -Name matches ignoring case on Windows (OrdinalIgnoreCase), so vm_name 'CASE01' is VM case01."""
+    provider = ReplicationRelationshipProvider()
+    created = provider.create(relationship_inputs(lab, "CASE01", initial_replication="none"))
+    vm_id = str(prop(lab.run(PRIMARY, "Get-VM", Name="case01")[0], "Id")).lower()
+    assert created.outs["vm_id"] == vm_id and "case01" in legs(lab, PRIMARY)
+    assert provider.read(created.id, created.outs).id == created.id
+    provider.delete(created.id, created.outs)
+    assert "case01" not in legs(lab, PRIMARY)
+
+
+def test_excluded_disk_in_another_case_is_sent_as_stored(lab: Lab) -> None:
+    """Enable-VMReplication compares -ExcludedVhdPath case-sensitively (hvsim does as Windows): the provider
+    resolves the path against Get-VMHardDiskDrive ignoring case and sends the stored spelling."""
+    refused = lab.run(
+        PRIMARY,
+        "Enable-VMReplication",
+        VMName="disks01",
+        ExcludedVhdPath=[DATA_DISK.lower()],
+        ReplicaServerName=REPLICA,
+        ReplicaServerPort=443,
+        AuthenticationType="Certificate",
+        CertificateThumbprint="00" * 20,
+        ErrorAction="SilentlyContinue",
+    )
+    assert refused == [] and "disks01" not in legs(lab, PRIMARY)  # hvsim refuses the other case itself
+    provider = ReplicationRelationshipProvider()
+    inputs = relationship_inputs(
+        lab, "disks01", initial_replication="none", excluded_vhd_paths=[DATA_DISK.upper()]
+    )
+    created = provider.create(inputs)
+    leg = next(r for r in lab.run(PRIMARY, "Get-VMReplication") if str(prop(r, "VMName")) == "disks01")
+    excluded = prop(leg, "ExcludedDisks")  # HardDiskDrive texts, which name the controller location
+    assert len(excluded) == 1 and "at location 1'" in str(excluded[0])
+    provider.delete(created.id, created.outs)
+
+
+def test_an_excluded_path_that_is_no_disk_of_the_vm_is_refused_before_enabling(lab: Lab) -> None:
+    provider = ReplicationRelationshipProvider()
+    inputs = relationship_inputs(
+        lab, "disks01", initial_replication="none", excluded_vhd_paths=["D:\\none.vhdx"]
+    )
+    with pytest.raises(Validation) as caught:
+        provider.create(inputs)
+    assert "'D:\\none.vhdx' is not a virtual hard disk" in str(caught.value)
+    assert DATA_DISK in str(caught.value)
+    assert "disks01" not in legs(lab, PRIMARY)
