@@ -45,7 +45,6 @@ from hvreplica_provider.topology import (
 NAMESPACE = "hvreplica"
 CONFIG_KEYS = ("pki", "sites", "replication", "hvsim", "winrm_passwords")
 SHARED_CA = "shared"
-CA_PREFIX = "ca-"  # CertificateAuthority resources are named `ca-<site>` or `ca-shared`
 _SITE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 _CA_KEYS = tuple(f.name for f in fields(Subject))
 _HOST_KEYS = ("fqdn", "additional_dns_names", "address", "connection", "storage_location")
@@ -314,7 +313,7 @@ def _password(known: Any, fqdn: str, set_password: str) -> str:
 
 def _certificate_authority(key: str, ca: Subject, pki: PkiSettings) -> CertificateAuthority:
     return CertificateAuthority(
-        f"{CA_PREFIX}{key}",
+        f"ca-{key}",
         CertificateAuthorityArgs(
             **vars(ca),
             rsa_bits=pki.rsa_bits,
@@ -392,11 +391,16 @@ def _summary(resource: pulumi.CustomResource, **labels: str) -> pulumi.Output[di
 def export_stack_outputs(topology: ReplicaTopology) -> None:
     """Export public facts of a topology from `topology_from_config`, never keys or passwords:
     `certificate_authorities` {ca: {thumbprint, not_after}}, `host_certificates` {fqdn: {thumbprint,
-    not_after, ca, site}} and `replication` {"<primary>/<vm>": {state, health, replica}}."""
+    not_after, ca, site}} and `replication` {"<primary>/<vm>": {state, health, replica}}. A CA is labelled
+    by the one site it signs, or `shared` when it signs several."""
+    signs: dict[int, set[str]] = {}
+    for host in topology.hosts.values():
+        signs.setdefault(id(host.ca), set()).add(host.site or "")
     authorities: dict[str, CertificateAuthority] = {}
     labels: dict[str, dict[str, str]] = {}
     for fqdn, host in topology.hosts.items():
-        ca_key = host.ca.pulumi_resource_name.removeprefix(CA_PREFIX)
+        sites = signs[id(host.ca)]
+        ca_key = next(iter(sites)) if len(sites) == 1 else SHARED_CA
         authorities.setdefault(ca_key, host.ca)
         labels[fqdn] = {"ca": ca_key, "site": host.site or ""}
     pulumi.export("certificate_authorities", {key: _summary(ca) for key, ca in authorities.items()})
