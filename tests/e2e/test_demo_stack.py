@@ -440,3 +440,17 @@ def certificates(lab: RunningLab, fqdn: str, store: str) -> set[str]:
     with lab.shell(fqdn) as sh:
         found = sh.run("Get-ChildItem", Path=rf"Cert:\LocalMachine\{store}")
     return {str(prop(c, "Thumbprint")) for c in found}
+
+
+def test_transient_host_faults_are_retried_and_each_retry_is_shown_by_the_cli(tmp_path: Path) -> None:
+    """hvsim answers HTTP 500 to host1's next two WinRM requests: the provider retries them (one line per
+    retry on its stderr, which the CLI shows) and `up` converges."""
+    with running_dev_lab(tmp_path, ["127.97.0.11", "127.97.0.12"]) as lab:
+        project = CliProject(PROJECT_DIR, tmp_path, "e2e", demo_config(lab))
+        lab.emu.inject_fault(HOST1, "http500", 2)
+        up = project.up()
+        # The CLI shows each line in the progress display and again under Diagnostics.
+        retries = set(re.findall(r"hvreplica: https://127\.97\.0\.11:\d+ \(auth basic, user Administrator\): "
+                                 r"WSMan fault .*; (retry \d+) in", up.output))
+        assert retries == {"retry 1", "retry 2"}, up.output
+        assert_converged(lab, project)
