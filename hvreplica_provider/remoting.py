@@ -67,6 +67,7 @@ _CAT_METADATA, _CAT_NOT_FOUND, _CAT_SYNTAX, _CAT_PARSER, _CAT_PERMISSION = 10, 1
 _CAT_RESOURCE_BUSY, _CAT_RESOURCE_EXISTS, _CAT_SECURITY = 19, 20, 25
 _CAT_AUTHENTICATION, _CAT_NOT_ENABLED = 28, 31
 CATEGORY_INVALID_OPERATION = _CAT_INVALID_OPERATION
+POWERSHELL_ENDPOINT = "Microsoft.PowerShell"  # the session configuration every pool opens
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -681,6 +682,10 @@ class _PoolEntry:
                 pool = _SharedPool(
                     self._wsman(files),
                     files,
+                    # Windows PowerShell 5.1's endpoint, named rather than left to the client's default: the
+                    # provider needs its cmdlets (Set-Content -Encoding Byte exists only there), and a host
+                    # whose default was changed to PowerShell 7 must not get these pipelines.
+                    configuration_name=POWERSHELL_ENDPOINT,
                     min_runspaces=1,
                     max_runspaces=self.conn.max_concurrent_operations,
                 )

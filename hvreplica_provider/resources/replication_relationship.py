@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, get_args
 
 import pulumi
@@ -482,6 +482,13 @@ def _check_initial(checked: CheckFailures) -> None:
             except ValueError as exc:
                 checked.add("initial_replication_start_time", str(exc))
             else:
+                if datetime.fromisoformat(start.strip()).tzinfo is None:
+                    # The host binds a time without offset as ITS local time: another moment on each host.
+                    checked.add(
+                        "initial_replication_start_time",
+                        f"initial_replication_start_time {start!r} has no UTC offset, so the host would read "
+                        "it in its own time zone; add one, e.g. 2026-11-28T01:15:00Z or +01:00",
+                    )
                 now = clock.now()
                 if not now < moment <= now + timedelta(days=7):
                     checked.add(

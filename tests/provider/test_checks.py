@@ -265,3 +265,15 @@ def test_verify_tls_off_warns_and_custom_port_does_not(
     # A custom listener port gets an inbound rule of its own at create, so check has nothing to warn about.
     assert "8443" not in err and "firewall" not in err
     assert "Zq9-winrm-secret" not in err
+
+
+def test_scheduled_start_time_needs_an_explicit_utc_offset() -> None:
+    """A DateTime without offset is read by each host in its own time zone: refused."""
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    local = start.strftime("%Y-%m-%dT%H:%M:%S")
+    naive = rel_failures(relationship(initial_replication="scheduled", initial_replication_start_time=local))
+    assert "no UTC offset" in naive["initial_replication_start_time"]
+    plus_two = start.astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat()
+    for text in (start.strftime("%Y-%m-%dT%H:%M:%SZ"), plus_two):
+        inputs = relationship(initial_replication="scheduled", initial_replication_start_time=text)
+        assert "initial_replication_start_time" not in rel_failures(inputs), text

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hvreplica_provider.remoting import REGISTRY, Validation
+from hvreplica_provider.remoting import REGISTRY, HostConnection, Validation
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
 from hvsim.hyperv import DEFAULT_VHD_DIR, HardDisk
 from tests.provider.support import (
@@ -99,3 +99,13 @@ def test_an_excluded_path_that_is_no_disk_of_the_vm_is_refused_before_enabling(l
     assert "'D:\\none.vhdx' is not a virtual hard disk" in str(caught.value)
     assert DATA_DISK in str(caught.value)
     assert "disks01" not in legs(lab, PRIMARY)
+
+
+def test_pools_open_the_windows_powershell_endpoint(lab: Lab) -> None:
+    """The shell's ResourceURI names Microsoft.PowerShell (Windows PowerShell 5.1) explicitly."""
+    entry = REGISTRY.entry(HostConnection.from_input(lab.connection(PRIMARY)))
+    pool = entry.acquire()
+    try:
+        assert pool.shell.resource_uri == "http://schemas.microsoft.com/powershell/Microsoft.PowerShell"
+    finally:
+        entry.release(pool)
