@@ -347,8 +347,11 @@ def firewall_rules_cmd(names: Sequence[str]) -> Statement:
 def parse_firewall_rules(objects: Sequence[Any]) -> dict[str, FirewallRule]:
     rules = {}
     for o in objects:
-        if is_type(o, _FIREWALL_TYPE) and prop(o, "Name") is not None:
-            name = text(prop(o, "Name"))
+        # Name is the type data's alias of the CIM key InstanceID; a serializer that leaves type-data members
+        # out (another depth, a runspace without the NetSecurity type data) still sends InstanceID.
+        identity = prop(o, "Name") if prop(o, "Name") is not None else prop(o, "InstanceID")
+        if is_type(o, _FIREWALL_TYPE) and identity is not None:
+            name = text(identity)
             # The CIM property Enabled is 1/2 (enabled/disabled); PowerShell's type data adds the script
             # property of the same name with 'True'/'False', which is what Get-NetFirewallRule shows.
             shown = (getattr(o, "extended_properties", None) or {}).get("Enabled")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 
 import requests
+from pypsrp.complex_objects import GenericComplexObject
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 from pypsrp.messages import ErrorRecordMessage
 from urllib3.exceptions import MaxRetryError, NameResolutionError
@@ -281,3 +282,20 @@ def test_set_server_always_passes_both_ports() -> None:
     )
     assert off["ReplicationEnabled"] is False and "AllowedAuthenticationType" not in off
     assert off["CertificateAuthenticationPort"] == 443 and off["KerberosAuthenticationPort"] == 80
+
+
+def test_firewall_rules_are_read_by_instance_id_when_name_is_absent() -> None:
+    """Name is the NetSecurity type data's alias of the CIM key InstanceID: without the type data only
+    InstanceID arrives, and the rule must still be found."""
+    full, bare = GenericComplexObject(), GenericComplexObject()
+    for obj in (full, bare):
+        obj.types = [
+            "Microsoft.Management.Infrastructure.CimInstance#root/standardcimv2/MSFT_NetFirewallRule",
+            "Microsoft.Management.Infrastructure.CimInstance",
+            "System.Object",
+        ]
+        obj.adapted_properties = {"InstanceID": "VIRT-HVRHTTPSL-In-TCP-NoScope", "Enabled": 1}
+    full.extended_properties = {"Name": "VIRT-HVRHTTPSL-In-TCP-NoScope", "Enabled": "True"}
+    rules = win.parse_firewall_rules([bare])
+    assert rules == {"VIRT-HVRHTTPSL-In-TCP-NoScope": win.FirewallRule("VIRT-HVRHTTPSL-In-TCP-NoScope", True)}
+    assert win.parse_firewall_rules([full]) == rules
