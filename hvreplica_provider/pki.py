@@ -501,12 +501,13 @@ def generate_pfx_password() -> str:
 def export_pfx(
     cert_pem: str,
     private_key_pem: str,
-    ca_cert_pem: str,
     password: str,
     encryption: PfxEncryption,
     friendly_name: str | None,
 ) -> bytes:
-    """PKCS#12 with the certificate, its key, the CA certificate and the friendly name.
+    """PKCS#12 with the certificate, its key and the friendly name, and WITHOUT the CA certificate:
+    Import-PfxCertificate would put a CA it finds inside into a store of its own choosing, outside the
+    ledger; the CA is imported into LocalMachine\\Root explicitly (and ledgered) instead.
 
     `legacy`: PBE-SHA1-3DES for keys and certificates with a SHA-1 MAC (Windows Server 2012 R2 and
     2016 import only this); `aes256`: PBES2 (PBKDF2-SHA256) AES-256-CBC with a SHA-256 MAC.
@@ -532,7 +533,7 @@ def export_pfx(
         name=friendly_name.encode("utf-8") if friendly_name else None,
         key=load_private_key(private_key_pem),
         cert=load_certificate(cert_pem),
-        cas=[load_certificate(ca_cert_pem, "CA certificate")],
+        cas=None,
         encryption_algorithm=builder.build(password.encode("utf-8")),
     )
 

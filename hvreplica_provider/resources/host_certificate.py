@@ -253,7 +253,6 @@ def _pfx_outputs(
         pfx = pki.export_pfx(
             certificate["cert_pem"],
             certificate["private_key_pem"],
-            inputs["ca_cert_pem"],
             password,
             inputs.get("pfx_encryption") or DEFAULT_PFX_ENCRYPTION,
             inputs.get("friendly_name") or inputs["fqdn"],

@@ -43,7 +43,7 @@ def material() -> dict[str, str]:
     ca = pki.create_ca(pki.Subject(common_name="Fuzz CA"), 2048, 3650, now)
     ca_cert, ca_key = pki.load_certificate(ca.cert_pem), pki.load_private_key(ca.private_key_pem)
     host = pki.issue_host_certificate(ca_cert, ca_key, FQDN, [], 2048, 365, now)
-    pfx = pki.export_pfx(host.cert_pem, host.private_key_pem, ca.cert_pem, "pfx-pass-0001", "legacy", None)
+    pfx = pki.export_pfx(host.cert_pem, host.private_key_pem, "pfx-pass-0001", "legacy", None)
     return {
         "ca_pem": ca.cert_pem,
         "ca_key": ca.private_key_pem,

@@ -83,9 +83,7 @@ def lab() -> Iterator[Lab]:
         for session, fqdn, ca in ((p, P, cas["Contoso"]), (r, R, cas["Fabrikam"])):
             ca_cert, ca_key = pki.load_certificate(ca.cert_pem), pki.load_private_key(ca.private_key_pem)
             leaf = pki.issue_host_certificate(ca_cert, ca_key, fqdn, [], 2048, 365, now)
-            pfx = pki.export_pfx(
-                leaf.cert_pem, leaf.private_key_pem, ca.cert_pem, PFX_PASSWORD, "legacy", fqdn
-            )
+            pfx = pki.export_pfx(leaf.cert_pem, leaf.private_key_pem, PFX_PASSWORD, "legacy", fqdn)
             thumbprints[fqdn], pfxs[fqdn] = import_pfx(session, pfx), pfx
         for session in (p, r):
             for ca in cas.values():

@@ -80,7 +80,7 @@ def site_certs(fqdn: str, generation: int = 0) -> SiteCerts:
     ca = site_ca(fqdn.split(".", 1)[1])
     ca_cert, ca_key = pki.load_certificate(ca.cert_pem), pki.load_private_key(ca.private_key_pem)
     leaf = pki.issue_host_certificate(ca_cert, ca_key, fqdn, [], 2048, 365, clock.now())
-    pfx = pki.export_pfx(leaf.cert_pem, leaf.private_key_pem, ca.cert_pem, PFX_PASSWORD, "legacy", None)
+    pfx = pki.export_pfx(leaf.cert_pem, leaf.private_key_pem, PFX_PASSWORD, "legacy", None)
     return SiteCerts(ca.cert_pem, leaf.cert_pem, base64.b64encode(pfx).decode(), leaf.info.thumbprint)
 
 

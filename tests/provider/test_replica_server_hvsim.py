@@ -412,7 +412,7 @@ def _renewed_site(fqdn: str) -> tuple[str, dict[str, str], str]:
         365,
         clock.now(),
     )
-    pfx = pki.export_pfx(leaf.cert_pem, leaf.private_key_pem, ca.cert_pem, PFX_PASSWORD, "legacy", None)
+    pfx = pki.export_pfx(leaf.cert_pem, leaf.private_key_pem, PFX_PASSWORD, "legacy", None)
     certificate = {"pfx_base64": base64.b64encode(pfx).decode(), "pfx_password": PFX_PASSWORD}
     return ca.cert_pem, {**certificate, "thumbprint": leaf.info.thumbprint}, leaf.info.thumbprint
 

@@ -191,7 +191,7 @@ def test_create_outputs(created: Created, ca: dict[str, Any]) -> None:
     opened = pki.load_pfx(base64.b64decode(outs["pfx_base64"]), outs["pfx_password"])
     assert pki.thumbprint(opened.certificate) == id_
     assert opened.friendly_name == "hv1.site-a.example"  # defaults to the fqdn
-    assert [pki.thumbprint(c) for c in opened.additional_certificates] == [ca["thumbprint"]]
+    assert opened.additional_certificates == []  # the CA goes into Root explicitly, not via the PFX
     assert opened.private_key is not None
     assert pki.key_matches_certificate(pki.load_private_key(outs["private_key_pem"]), cert)
 

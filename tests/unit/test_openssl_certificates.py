@@ -127,7 +127,8 @@ def test_openssl_reads_pfx_profiles(
     if encryption == "aes256":
         assert "PRF hmacWithSHA256" in report
     assert "friendlyName: HV3 Replica" in report
-    assert "subject=CN = hv3.site-a.example" in report and "subject=CN = Site A Replica CA" in report
+    assert "subject=CN = hv3.site-a.example" in report and "issuer=CN = Site A Replica CA" in report
+    assert "subject=CN = Site A Replica CA" not in report  # the CA is not inside (imported into Root itself)
     assert openssl.pkcs12_key_matches(tmp_path, pfx, host["pfx_password"], host["cert_pem"])
     wrong = openssl.pkcs12_info(tmp_path, pfx, host["pfx_password"] + "x")
     assert wrong.returncode != 0 and "mac verify error" in (wrong.stdout + wrong.stderr).lower()

@@ -260,12 +260,13 @@ def test_encrypted_private_key_is_refused(ca: pki.IssuedCertificate) -> None:
 @pytest.mark.parametrize("encryption", ["legacy", "aes256"])
 def test_pfx_round_trip(ca: pki.IssuedCertificate, host: pki.IssuedCertificate, encryption: str) -> None:
     password = "pässword"
-    pfx = pki.export_pfx(host.cert_pem, host.private_key_pem, ca.cert_pem, password, encryption, "HV1")
+    pfx = pki.export_pfx(host.cert_pem, host.private_key_pem, password, encryption, "HV1")
     opened = pki.load_pfx(pfx, password)
     assert pki.thumbprint(opened.certificate) == host.info.thumbprint
     assert opened.private_key is not None
     assert pki.key_matches_certificate(opened.private_key, opened.certificate)
-    assert [pki.thumbprint(c) for c in opened.additional_certificates] == [ca.info.thumbprint]
+    # No CA inside: Import-PfxCertificate would put it into a store on its own, unledgered (issue 9).
+    assert opened.additional_certificates == []
     assert opened.friendly_name == "HV1"
     with pytest.raises(ValueError, match="password is wrong") as caught:
         pki.load_pfx(pfx, "wrong-password")
@@ -276,9 +277,9 @@ def test_pfx_rejects_unknown_encryption_and_empty_password(
     ca: pki.IssuedCertificate, host: pki.IssuedCertificate
 ) -> None:
     with pytest.raises(ValueError, match="unknown PFX encryption 'rc2'"):
-        pki.export_pfx(host.cert_pem, host.private_key_pem, ca.cert_pem, "x", "rc2", None)  # type: ignore[arg-type]
+        pki.export_pfx(host.cert_pem, host.private_key_pem, "x", "rc2", None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="must not be empty"):
-        pki.export_pfx(host.cert_pem, host.private_key_pem, ca.cert_pem, "", "legacy", None)
+        pki.export_pfx(host.cert_pem, host.private_key_pem, "", "legacy", None)
 
 
 def test_generated_pfx_password_entropy() -> None:
