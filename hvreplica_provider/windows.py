@@ -33,6 +33,12 @@ MY_STORE = r"Cert:\LocalMachine\My"
 ROOT_STORE = r"Cert:\LocalMachine\Root"
 REPLICATION_KEY = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Virtualization\Replication"
 REVOCATION_VALUE = "DisableCertRevocationCheck"
+# Where failover-cluster brokers and many guides also set the value; which of the two VMMS honours is not
+# documented, so both are written (and undone) alike.
+FAILOVER_REPLICATION_KEY = (
+    r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Virtualization\FailoverReplication"
+)
+REVOCATION_KEYS = (REPLICATION_KEY, FAILOVER_REPLICATION_KEY)
 HOSTS_PATH = r"C:\Windows\System32\drivers\etc\hosts"
 UPLOAD_DIR = r"C:\Windows\Temp"
 FIREWALL_HTTPS_RULE = "VIRT-HVRHTTPSL-In-TCP-NoScope"

@@ -109,12 +109,51 @@ _LEDGER_LISTS = {
     "CreatedFirewallRule": "created_firewall_rules",
     "AuthorizationEntry": "entries",
 }
-_LEDGER_REVOCATION_PRIOR = "RevocationValuePrior"
 _LEDGER_SERVER_PRIOR = "ServerPrior"
-_LEDGER_KEY_CREATED = "ReplicationKeyCreated"
+
+
+@dataclass(frozen=True)
+class _RevocationSite:
+    """One registry key holding DisableCertRevocationCheck, and the Managed fields and ledger value names
+    that record what this resource did to it (the Replication key's names predate the second key)."""
+
+    key: str
+    set_field: str  # the value was changed by this resource
+    prior_field: str  # its value before (None: absent)
+    created_field: str  # the key did not exist before
+    ledger_prior: str
+    ledger_created: str
+
+
+_REVOCATION_SITES = (
+    _RevocationSite(
+        win.REPLICATION_KEY,
+        "revocation_value_set",
+        "revocation_value_prior",
+        "replication_key_created",
+        "RevocationValuePrior",
+        "ReplicationKeyCreated",
+    ),
+    _RevocationSite(
+        win.FAILOVER_REPLICATION_KEY,
+        "failover_revocation_value_set",
+        "failover_revocation_value_prior",
+        "failover_key_created",
+        "FailoverRevocationValuePrior",
+        "FailoverReplicationKeyCreated",
+    ),
+)
 
 
 # ------------------------------------------------------------------------------------------ host state
+
+
+@dataclass(frozen=True)
+class RevocationSetting:
+    """One key holding DisableCertRevocationCheck as read: the key (None: absent) and the value."""
+
+    key: win.RegistryKeyInfo | None
+    value: int | None
 
 
 @dataclass
@@ -123,8 +162,7 @@ class HostState:
 
     my: list[win.StoreCertificate]
     root: list[win.StoreCertificate]
-    replication_key: win.RegistryKeyInfo | None
-    revocation_value: int | None
+    revocation: dict[str, RevocationSetting]  # by key, one per win.REVOCATION_KEYS
     firewall: dict[str, win.FirewallRule]
     hosts_lines: list[str]
     server: hv.ReplicationServerSettings
@@ -135,13 +173,17 @@ class HostState:
     def thumbprints(self, store: str) -> set[str]:
         return {c.thumbprint for c in (self.my if store == win.MY_STORE else self.root)}
 
+    @property
+    def revocation_check_disabled(self) -> bool:
+        return all(setting.value == 1 for setting in self.revocation.values())
+
 
 def read_host(session: Session) -> HostState:
     result = session.run(
-        win.key_info_cmd(win.REPLICATION_KEY),
+        *(win.key_info_cmd(key) for key in win.REVOCATION_KEYS),
         win.list_certificates_cmd(win.MY_STORE),
         win.list_certificates_cmd(win.ROOT_STORE),
-        win.registry_values_cmd(win.REPLICATION_KEY),
+        *(win.registry_values_cmd(key) for key in win.REVOCATION_KEYS),
         win.firewall_rules_cmd([win.FIREWALL_HTTPS_RULE, win.FIREWALL_HTTP_RULE, win.LISTENER_RULE_PATTERN]),
         win.hosts_read_cmd(),
         *hv.server_read_cmds(),
@@ -160,12 +202,16 @@ def read_host(session: Session) -> HostState:
             cmdlet="Get-VMReplicationServer",
             host=session.host,
         )
-    registry = win.registry_objects(out, win.REPLICATION_KEY)
     return HostState(
         my=win.parse_certificates([c for c in certs if _store_of(c) == "my"]),
         root=win.parse_certificates([c for c in certs if _store_of(c) == "root"]),
-        replication_key=win.parse_key_info(out, win.REPLICATION_KEY),
-        revocation_value=win.parse_dword(registry, win.REVOCATION_VALUE),
+        revocation={
+            key: RevocationSetting(
+                win.parse_key_info(out, key),
+                win.parse_dword(win.registry_objects(out, key), win.REVOCATION_VALUE),
+            )
+            for key in win.REVOCATION_KEYS
+        },
         firewall=win.parse_firewall_rules(out),
         hosts_lines=win.hosts_lines(out),
         server=server,
@@ -279,6 +325,9 @@ class Managed:
     revocation_value_set: bool = False
     revocation_value_prior: int | None = None
     replication_key_created: bool = False  # the Virtualization\Replication key did not exist before
+    failover_revocation_value_set: bool = False  # the same three for Virtualization\FailoverReplication
+    failover_revocation_value_prior: int | None = None
+    failover_key_created: bool = False
     firewall_rules: list[str] = field(default_factory=list)  # stock rules this resource enabled
     created_firewall_rules: list[str] = field(default_factory=list)  # listener rules this resource created
     entries: list[str] = field(default_factory=list)
@@ -289,7 +338,8 @@ class Managed:
         """From stored outputs, where the engine turned every integer into a float."""
         known = {k: v for k, v in (raw or {}).items() if k in cls.__dataclass_fields__}
         ports = {"certificate_port": int, "kerberos_port": int}
-        return cls(**normalise_ints(known, {"revocation_value_prior": int, "server_prior": ports}))
+        kinds = {"revocation_value_prior": int, "failover_revocation_value_prior": int, "server_prior": ports}
+        return cls(**normalise_ints(known, kinds))
 
     @classmethod
     def from_ledger(cls, values: Mapping[str, str]) -> Managed:
@@ -300,12 +350,13 @@ class Managed:
             if attr is not None:
                 _append_new(getattr(managed, attr), data)
         try:
-            if _LEDGER_REVOCATION_PRIOR in values:
-                managed.revocation_value_set = True
-                managed.revocation_value_prior = json.loads(values[_LEDGER_REVOCATION_PRIOR])
+            for site in _REVOCATION_SITES:
+                if site.ledger_prior in values:
+                    setattr(managed, site.set_field, True)
+                    setattr(managed, site.prior_field, json.loads(values[site.ledger_prior]))
+                setattr(managed, site.created_field, site.ledger_created in values)
             if _LEDGER_SERVER_PRIOR in values:
                 managed.server_prior = json.loads(values[_LEDGER_SERVER_PRIOR])
-            managed.replication_key_created = _LEDGER_KEY_CREATED in values
         except ValueError:
             raise ValueError(
                 f"the hvreplica ledger {LEDGER} on the host holds a value that is not valid JSON; "
@@ -321,12 +372,13 @@ class Managed:
             for kind, attr in _LEDGER_LISTS.items()
             for item in getattr(self, attr)
         }
-        if self.revocation_value_set:
-            values[_LEDGER_REVOCATION_PRIOR] = json.dumps(self.revocation_value_prior)
+        for site in _REVOCATION_SITES:
+            if getattr(self, site.set_field):
+                values[site.ledger_prior] = json.dumps(getattr(self, site.prior_field))
+            if getattr(self, site.created_field):
+                values[site.ledger_created] = "true"
         if self.server_prior is not None:
             values[_LEDGER_SERVER_PRIOR] = json.dumps(self.server_prior, sort_keys=True)
-        if self.replication_key_created:
-            values[_LEDGER_KEY_CREATED] = "true"
         return values
 
     def merged(self, host: Managed) -> Managed:
@@ -335,11 +387,14 @@ class Managed:
         for attr in _LEDGER_LISTS.values():
             for item in getattr(host, attr):
                 _append_new(getattr(out, attr), item)
-        if host.revocation_value_set:
-            out.revocation_value_set, out.revocation_value_prior = True, host.revocation_value_prior
+        for site in _REVOCATION_SITES:
+            if getattr(host, site.set_field):
+                setattr(out, site.set_field, True)
+                setattr(out, site.prior_field, getattr(host, site.prior_field))
+            created = getattr(self, site.created_field) or getattr(host, site.created_field)
+            setattr(out, site.created_field, created)
         if host.server_prior is not None:
             out.server_prior = host.server_prior
-        out.replication_key_created = self.replication_key_created or host.replication_key_created
         return out
 
 
@@ -447,18 +502,21 @@ def _install_certificates(session: Session, desired: Desired, state: HostState, 
 
 def _registry_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
     wanted = 1 if desired.disable_revocation_check else 0
-    current = state.revocation_value
-    if (current or 0) == wanted:  # an absent value means 0: revocation is checked
-        return []
-    if not managed.revocation_value_set:
-        managed.revocation_value_set, managed.revocation_value_prior = True, current
-    if wanted == 0 and managed.revocation_value_prior is None:
-        return [win.remove_value_cmd(win.REPLICATION_KEY, win.REVOCATION_VALUE)]
-    if state.replication_key is None:
-        managed.replication_key_created = True
-    return win.set_dword_cmds(
-        win.REPLICATION_KEY, win.REVOCATION_VALUE, wanted, key_exists=state.replication_key is not None
-    )
+    out: list[Statement] = []
+    for site in _REVOCATION_SITES:
+        current = state.revocation[site.key]
+        if (current.value or 0) == wanted:  # an absent value means 0: revocation is checked
+            continue
+        if not getattr(managed, site.set_field):
+            setattr(managed, site.set_field, True)
+            setattr(managed, site.prior_field, current.value)
+        if wanted == 0 and getattr(managed, site.prior_field) is None:
+            out.append(win.remove_value_cmd(site.key, win.REVOCATION_VALUE))
+            continue
+        if current.key is None:
+            setattr(managed, site.created_field, True)
+        out += win.set_dword_cmds(site.key, win.REVOCATION_VALUE, wanted, key_exists=current.key is not None)
+    return out
 
 
 def _firewall_statements(desired: Desired, state: HostState, managed: Managed) -> list[Statement]:
@@ -571,24 +629,27 @@ def undo(session: Session, state: HostState, managed: Managed) -> None:
 
 
 def _registry_undo(state: HostState, managed: Managed) -> list[Statement]:
-    key = state.replication_key
-    if key is None or not managed.revocation_value_set:
-        return []
-    if (
-        managed.replication_key_created
-        and key.subkeys == 0
-        and key.value_names <= {win.REVOCATION_VALUE}
-        and managed.revocation_value_prior is None
-    ):
-        # The key exists only because of us and holds nothing else: it goes as a whole.
-        return [win.remove_key_cmd(win.REPLICATION_KEY)]
-    if state.revocation_value == managed.revocation_value_prior:
-        return []
-    if managed.revocation_value_prior is None:
-        return [win.remove_value_cmd(win.REPLICATION_KEY, win.REVOCATION_VALUE)]
-    return win.set_dword_cmds(
-        win.REPLICATION_KEY, win.REVOCATION_VALUE, managed.revocation_value_prior, key_exists=True
-    )
+    out: list[Statement] = []
+    for site in _REVOCATION_SITES:
+        current, prior = state.revocation[site.key], getattr(managed, site.prior_field)
+        key = current.key
+        if key is None or not getattr(managed, site.set_field):
+            continue
+        if (
+            getattr(managed, site.created_field)
+            and key.subkeys == 0
+            and key.value_names <= {win.REVOCATION_VALUE}
+            and prior is None
+        ):
+            # The key exists only because of us and holds nothing else: it goes as a whole.
+            out.append(win.remove_key_cmd(site.key))
+        elif current.value == prior:
+            continue
+        elif prior is None:
+            out.append(win.remove_value_cmd(site.key, win.REVOCATION_VALUE))
+        else:
+            out += win.set_dword_cmds(site.key, win.REVOCATION_VALUE, prior, key_exists=True)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -612,7 +673,7 @@ def observed(inputs: Mapping[str, Any], state: HostState, managed: Managed) -> d
     as_read = {
         **inputs,
         "trusted_ca_certs": [pem for pem in desired.trusted_ca_pems if set(ca_thumbprints([pem])) <= root],
-        "disable_revocation_check": state.revocation_value == 1,
+        "disable_revocation_check": state.revocation_check_disabled,
         "authentication": server.authentication or desired.authentication,
         "certificate_port": server.certificate_port,
         "kerberos_port": server.kerberos_port,
@@ -636,7 +697,7 @@ def observed(inputs: Mapping[str, Any], state: HostState, managed: Managed) -> d
         **as_read,
         "server": asdict(server),
         "authorization_entries": [asdict(e) for e in state.entries],
-        "revocation_check_disabled": state.revocation_value == 1,
+        "revocation_check_disabled": state.revocation_check_disabled,
         "firewall_rules": {n: r.enabled for n, r in state.firewall.items()},
         "certificate_thumbprint": server.certificate_thumbprint,
         "managed": asdict(managed),

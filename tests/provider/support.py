@@ -32,6 +32,7 @@ from tests.support.pwsh import prop, run_cmdlet
 # their own terms.
 MY, ROOT = "Cert:\\LocalMachine\\My", "Cert:\\LocalMachine\\Root"
 REPLICATION_KEY = "HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Virtualization\\Replication"
+FAILOVER_REPLICATION_KEY = f"{REPLICATION_KEY.removesuffix('Replication')}FailoverReplication"
 LEDGER_ROOT = "HKLM:\\SOFTWARE\\hvreplica"
 LEDGER = LEDGER_ROOT + "\\ReplicaServer"
 HOSTS = "C:\\Windows\\System32\\drivers\\etc\\hosts"
@@ -136,6 +137,7 @@ class Lab:
                 "my": sorted(str(prop(c, "Thumbprint")) for c in run("Get-ChildItem", Path=MY)),
                 "root": sorted(str(prop(c, "Thumbprint")) for c in run("Get-ChildItem", Path=ROOT)),
                 "replication_key": values(REPLICATION_KEY),
+                "failover_replication_key": values(FAILOVER_REPLICATION_KEY),
                 "ledger_root": run("Test-Path", Path=LEDGER_ROOT)[0],
                 "firewall": {
                     str(prop(r, "Name")): str(r.extended_properties["Enabled"])

@@ -21,6 +21,7 @@ from hvreplica_provider.resources.replica_server import (
     HostState,
     Managed,
     ReplicaServerProvider,
+    RevocationSetting,
     desired_from,
     read_host,
     reconcile,
@@ -479,8 +480,8 @@ def _state(my: list[str], root: list[str], replication_thumbprints: list[str]) -
     return HostState(
         my=certs(my),
         root=certs(root),
-        replication_key=None,
-        revocation_value=None,  # absent: revocation is checked, as the inputs want
+        # absent: revocation is checked, as the inputs want
+        revocation={key: RevocationSetting(None, None) for key in win.REVOCATION_KEYS},
         firewall={},
         hosts_lines=[],
         server=desired_from(_inputs()).server(),

@@ -8,13 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from hvreplica_provider import windows as win
 from hvreplica_provider.remoting import REGISTRY, HostConnection, Validation
+from hvreplica_provider.resources.replica_server import ReplicaServerProvider
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
 from hvsim.hyperv import DEFAULT_VHD_DIR, HardDisk
 from tests.provider.support import (
     PRIMARY,
     REPLICA,
     Lab,
+    Site,
     prepare_sites,
     prop,
     relationship_inputs,
@@ -25,14 +28,19 @@ DATA_DISK = f"{DEFAULT_VHD_DIR}\\Disk2-Data.vhdx"
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+def sites() -> Iterator[tuple[Lab, dict[str, Site]]]:
     with two_site_lab("76.0", vms=("byhand01", "case01", "disks01")) as lab:
-        prepare_sites(lab)
+        prepared = prepare_sites(lab)
         with lab.emu.lab.lock:  # a second disk, stored in mixed case as Hyper-V keeps what it was given
             vm = lab.emu.lab.hosts[PRIMARY].hyperv.find_vms("disks01")[0]
             vm.hard_disks.append(HardDisk(path=DATA_DISK, controller_location=1))
-        yield lab
+        yield lab, prepared
     REGISTRY.close_all()
+
+
+@pytest.fixture()
+def lab(sites: tuple[Lab, dict[str, Site]]) -> Lab:
+    return sites[0]
 
 
 def legs(lab: Lab, fqdn: str) -> list[str]:
@@ -109,3 +117,25 @@ def test_pools_open_the_windows_powershell_endpoint(lab: Lab) -> None:
         assert pool.shell.resource_uri == "http://schemas.microsoft.com/powershell/Microsoft.PowerShell"
     finally:
         entry.release(pool)
+
+
+def revocation_values(lab: Lab, fqdn: str) -> dict[str, int | None]:
+    out = {}
+    for key in win.REVOCATION_KEYS:
+        found = lab.run(fqdn, "Get-ItemProperty", Path=key)  # nothing when the key is absent
+        out[key.rsplit("\\", 1)[-1]] = int(prop(found[0], win.REVOCATION_VALUE)) if found else None
+    return out
+
+
+def test_revocation_check_is_disabled_under_both_keys_and_undone(sites: tuple[Lab, dict[str, Site]]) -> None:
+    """DisableCertRevocationCheck goes under Virtualization\\Replication AND ...\\FailoverReplication (which
+    one VMMS reads is undocumented); both are ledgered, and delete removes the keys it created."""
+    lab, prepared = sites
+    assert revocation_values(lab, REPLICA) == {"Replication": 1, "FailoverReplication": 1}
+    ledger = lab.ledger(REPLICA)
+    assert (
+        ledger["FailoverRevocationValuePrior"] == "null" and ledger["FailoverReplicationKeyCreated"] == "true"
+    )
+    site = prepared[REPLICA]
+    ReplicaServerProvider().delete(site.id, site.outputs)
+    assert revocation_values(lab, REPLICA) == {"Replication": None, "FailoverReplication": None}
