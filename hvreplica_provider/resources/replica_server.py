@@ -72,7 +72,7 @@ SECRET_INPUTS = (
     "certificate.pfx_password",
 )
 # Inputs that only matter to this provider: changing them never touches the host.
-LOCAL_KEYS = ("connection", "fqdn", "partner_trusted_ca_certs")
+LOCAL_KEYS = ("connection", "fqdn", "partner_trusted_ca_certs", "restart_vmms_on_revocation_change")
 HOST_KEYS = (
     "certificate",
     "trusted_ca_certs",
@@ -245,6 +245,7 @@ class Desired:
     entries: tuple[hv.AuthorizationEntry, ...]
     open_firewall: bool
     hosts_entries: dict[str, str]
+    restart_vmms_on_revocation_change: bool = False
 
     @property
     def firewall_rules(self) -> tuple[str, ...]:
@@ -306,6 +307,7 @@ def desired_from(inputs: Mapping[str, Any]) -> Desired:
         ),
         open_firewall=inputs.get("open_firewall") is not False,
         hosts_entries={k.lower(): v for k, v in (inputs.get("hosts_entries") or {}).items()},
+        restart_vmms_on_revocation_change=inputs.get("restart_vmms_on_revocation_change") is True,
     )
 
 
@@ -420,6 +422,7 @@ def reconcile(
     statements = settings_statements(desired, state, managed, keep_cas)
     if not statements:
         return
+    revocation_changes = _revocation_differs(desired, state)
     writes, drops = win.ledger_change_cmds(LEDGER, state.ledger.values, managed.to_ledger())
     try:
         session.run(*writes, *statements, *drops).raise_errors()
@@ -428,6 +431,38 @@ def reconcile(
         # (New-Item on the key it created, ...). Settled when the host now needs nothing more.
         if settings_statements(desired, read_host(session), copy.deepcopy(managed), keep_cas):
             raise
+    if revocation_changes:
+        _restart_vmms(session, desired, state)
+
+
+# Replication states in which a VMMS restart would abort a transfer under way.
+_TRANSFERRING = ("InitialReplicationInProgress", "Resynchronizing")
+
+
+def _revocation_differs(desired: Desired, state: HostState) -> bool:
+    wanted = 1 if desired.disable_revocation_check else 0
+    return any((setting.value or 0) != wanted for setting in state.revocation.values())
+
+
+def _restart_vmms(session: Session, desired: Desired, state: HostState) -> None:
+    """VMMS may read DisableCertRevocationCheck only when it starts (not documented either way). On request
+    (`restart_vmms_on_revocation_change`), restart it once the value changed, unless a replication on the
+    host is transferring an initial copy or a resynchronization, which the restart would abort; otherwise
+    say what to do. Running VMs and the WinRM session are not affected by a VMMS restart."""
+    host = session.host
+    busy = sorted(r.vm_name for r in state.replications if r.state in _TRANSFERRING)
+    if not desired.restart_vmms_on_revocation_change:
+        pulumi.log.warn(
+            f"ReplicaServer {host}: DisableCertRevocationCheck changed; if VMMS does not pick it up, restart "
+            "it (Restart-Service vmms) or set restart_vmms_on_revocation_change"
+        )
+    elif busy:
+        pulumi.log.warn(
+            f"ReplicaServer {host}: DisableCertRevocationCheck changed but VMMS was NOT restarted: "
+            f"replication of {', '.join(busy)} is transferring; restart it (Restart-Service vmms) once done"
+        )
+    else:
+        session.run([cmd("Restart-Service", Name="vmms", Force=True, ErrorAction="Stop")])
 
 
 def settings_statements(
@@ -760,6 +795,7 @@ class ReplicaServerProvider(ResourceProvider):
         enabled = checked.boolean("replication_enabled", default=True)
         any_primary = checked.boolean("allow_any_primary", default=False)
         checked.boolean("open_firewall", default=True)  # custom ports get listener rules of their own
+        checked.boolean("restart_vmms_on_revocation_change", default=False)
         _check_entries(checked, any_primary, enabled)
         _check_hosts_entries(checked)
         if auth is not None and auth != "Kerberos":
@@ -1070,6 +1106,9 @@ class ReplicaServerArgs:
     """Checked only: the CAs the partners trust; a certificate none of them signed is refused."""
     disable_revocation_check: pulumi.Input[bool] | None = None
     """Sets `DisableCertRevocationCheck` = 1 (default false); needed for a CA that publishes no CRL."""
+    restart_vmms_on_revocation_change: pulumi.Input[bool] | None = None
+    """Restart the `vmms` service after `DisableCertRevocationCheck` changed (default false: only a warning),
+    unless a replication on the host is transferring an initial copy or a resynchronization."""
     authentication: pulumi.Input[ReplicaServerAuthentication] | None = None
     """`Certificate` (default), `Kerberos` or `CertificateAndKerberos`."""
     certificate_port: pulumi.Input[int] | None = None

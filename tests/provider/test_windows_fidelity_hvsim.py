@@ -4,13 +4,20 @@ finds its VM; excluded disks are sent exactly as the VM stores them."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
 
+from hvreplica_provider import hyperv as hv
 from hvreplica_provider import windows as win
-from hvreplica_provider.remoting import REGISTRY, HostConnection, Validation
-from hvreplica_provider.resources.replica_server import ReplicaServerProvider
+from hvreplica_provider.remoting import REGISTRY, HostConnection, Session, Validation
+from hvreplica_provider.resources.replica_server import (
+    ReplicaServerProvider,
+    _restart_vmms,
+    desired_from,
+    read_host,
+)
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
 from hvsim.hyperv import DEFAULT_VHD_DIR, HardDisk
 from tests.provider.support import (
@@ -117,6 +124,49 @@ def test_pools_open_the_windows_powershell_endpoint(lab: Lab) -> None:
         assert pool.shell.resource_uri == "http://schemas.microsoft.com/powershell/Microsoft.PowerShell"
     finally:
         entry.release(pool)
+
+
+def _vmms_started_long_ago(lab: Lab, fqdn: str) -> dt.datetime:
+    facts = lab.emu.lab.host(fqdn).facts
+    with lab.emu.lab.lock:
+        facts.vmms_started -= dt.timedelta(days=3)
+        return facts.vmms_started
+
+
+def test_vmms_restarts_on_request_after_the_revocation_value_changed(
+    sites: tuple[Lab, dict[str, Site]],
+) -> None:
+    lab, prepared = sites
+    site = prepared[PRIMARY]
+    provider = ReplicaServerProvider()
+    # Drift (one value reset by hand) is repaired; without the opt-in VMMS is left alone.
+    lab.run(
+        PRIMARY, "Set-ItemProperty", Path=win.FAILOVER_REPLICATION_KEY, Name=win.REVOCATION_VALUE, Value=0
+    )
+    before = _vmms_started_long_ago(lab, PRIMARY)
+    drifted = {**site.outputs, "disable_revocation_check": False}
+    provider.update(site.id, drifted, site.inputs)
+    assert revocation_values(lab, PRIMARY)["FailoverReplication"] == 1
+    assert lab.emu.lab.host(PRIMARY).facts.vmms_started == before
+    # With it, VMMS restarts once the value changed.
+    lab.run(
+        PRIMARY, "Set-ItemProperty", Path=win.FAILOVER_REPLICATION_KEY, Name=win.REVOCATION_VALUE, Value=0
+    )
+    opted = {**site.inputs, "restart_vmms_on_revocation_change": True}
+    provider.update(site.id, drifted, opted)
+    assert lab.emu.lab.host(PRIMARY).facts.vmms_started - before > dt.timedelta(days=2)
+    # Not while a replication transfers its initial copy: the restart would abort it.
+    before = _vmms_started_long_ago(lab, PRIMARY)
+    session = Session(HostConnection.from_input(lab.connection(PRIMARY)))
+    state = read_host(session)
+    settings = hv.ReplicationSettings(REPLICA, "Certificate", "AB" * 20, 443)
+    state.replications = [
+        hv.VMReplicationInfo(
+            "busy01", "id", "Primary", "InitialReplicationInProgress", "Normal", PRIMARY, REPLICA, settings
+        )
+    ]
+    _restart_vmms(session, desired_from(opted), state)
+    assert lab.emu.lab.host(PRIMARY).facts.vmms_started == before
 
 
 def revocation_values(lab: Lab, fqdn: str) -> dict[str, int | None]:
