@@ -209,7 +209,8 @@ def error_from_transport(exc: BaseException, conn: HostConnection, *, cmdlets: s
         # Nothing listens there: waiting will not change that, so no retry (fail fast).
         return Unreachable(
             "connection refused: nothing listens on that port; check connection.host, connection.port and "
-            "connection.transport, and that the host's WinRM listener is enabled",
+            "connection.transport, and that the host's WinRM listener is enabled"
+            + (_NO_HTTPS_LISTENER if conn.transport == "https" else ""),
             host=where,
         )
     if isinstance(exc, requests.exceptions.Timeout):
@@ -221,6 +222,16 @@ def error_from_transport(exc: BaseException, conn: HostConnection, *, cmdlets: s
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | ConnectionError):
         return Transient(f"connection problem: {exc.__class__.__name__}", host=where)
     return None
+
+
+# A fresh Windows Server has only WinRM's HTTP listener; HTTPS needs one made with a certificate.
+_NO_HTTPS_LISTENER = (
+    ". A fresh Windows Server has only the HTTP listener (5985): on the host, create an HTTPS listener "
+    "with a certificate for its name (New-Item -Path WSMan:\\localhost\\Listener -Transport HTTPS "
+    "-Address * -CertificateThumbPrint <thumbprint> -Force) and allow TCP 5986 in its firewall, or "
+    "connect with transport http, port 5985 and auth ntlm or negotiate, which encrypt every message "
+    "(docs/real-hosts.md)"
+)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -106,8 +106,7 @@ def _wait_until_accepting(emulator: Emulator) -> None:
     """Connect to every listener once, so "ready" is only printed when all of them accept connections."""
     deadline = time.monotonic() + _READY_TIMEOUT
     for h in emulator.config.hosts:
-        schemes = ("https", "http") if h.winrm_http_port is not None else ("https",)
-        for port in (emulator.listener_port(h.fqdn, s) for s in schemes):
+        for port in (emulator.listener_port(h.fqdn, scheme) for scheme, _ in h.listeners):
             while True:
                 try:
                     socket.create_connection((h.address, port), timeout=1).close()

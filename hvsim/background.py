@@ -40,7 +40,7 @@ class Started:
 def _listening(config: Path) -> bool:
     first = load_config(config).hosts[0]
     try:
-        socket.create_connection((first.address, first.winrm_port), timeout=1).close()
+        socket.create_connection((first.address, first.listeners[0][1]), timeout=1).close()
     except OSError:
         return False
     return True

@@ -14,7 +14,7 @@ DEFAULT_TIME_SCALE = 60.0
 _TOP_KEYS = ("settings", "domain", "host")
 _SETTINGS_KEYS = ("time_scale", "admin")
 _DOMAIN_KEYS = ("name", "trusts")
-_HOST_KEYS = ("fqdn", "address", "winrm_port", "winrm_http_port", "users", "vms", "os")
+_HOST_KEYS = ("fqdn", "address", "winrm_port", "winrm_http_port", "https_listener", "users", "vms", "os")
 
 
 class ConfigError(ValueError):
@@ -39,6 +39,8 @@ class HostConfig:
     address: str
     winrm_port: int = 5986
     winrm_http_port: int | None = None
+    # false: no HTTPS listener, as on a fresh Windows Server (only the HTTP one, which winrm_http_port is)
+    https_listener: bool = True
     users: dict[str, str] = field(default_factory=lambda: {"Administrator": "P@ssw0rd!"})
     vms: tuple[str, ...] = ()
     os: str = "Windows Server 2022"
@@ -50,6 +52,13 @@ class HostConfig:
     @property
     def computer_name(self) -> str:
         return self.fqdn.split(".", 1)[0].upper()
+
+    @property
+    def listeners(self) -> tuple[tuple[str, int], ...]:
+        """(scheme, port) of every WinRM listener the host has."""
+        https = (("https", self.winrm_port),) if self.https_listener else ()
+        http = (("http", self.winrm_http_port),) if self.winrm_http_port is not None else ()
+        return https + http
 
 
 @dataclass(frozen=True)
@@ -131,18 +140,22 @@ def parse_config(raw: dict[str, Any]) -> SimConfig:
             raise ConfigError(f"{where}.fqdn {fqdn!r} must be a fully qualified name like host1.contoso.com")
         address = str(h.get("address", ""))
         _require_loopback(address, f"{where}.address")
+        https_listener = h.get("https_listener", True)
+        if not isinstance(https_listener, bool):
+            raise ConfigError(f"{where}.https_listener must be true or false")
+        if not https_listener and h.get("winrm_http_port") is None:
+            raise ConfigError(f"{where}: https_listener = false needs winrm_http_port (no listener at all)")
         host = HostConfig(
             fqdn=fqdn.lower(),
             address=address,
             winrm_port=int(h.get("winrm_port", 5986)),
             winrm_http_port=int(h["winrm_http_port"]) if h.get("winrm_http_port") is not None else None,
+            https_listener=https_listener,
             users={str(k): str(v) for k, v in h.get("users", {"Administrator": "P@ssw0rd!"}).items()},
             vms=tuple(str(v) for v in h.get("vms", [])),
             os=str(h.get("os", "Windows Server 2022")),
         )
-        for port in (host.winrm_port, host.winrm_http_port):
-            if port is None:
-                continue
+        for _, port in host.listeners:
             if (host.address, port) in seen:
                 raise ConfigError(f"{where}: {host.address}:{port} is already used by another host")
             seen.add((host.address, port))

@@ -161,9 +161,10 @@ class Emulator:
             private_data=lambda: application_private_data(lab.host(host.fqdn).facts),
         )
         runtime = _HostRuntime(host, service, faults)
-        tls_paths = ensure_server_certificate(self.state_dir, host.fqdn, host.address)
-        https = ListenerSetup(host, service, faults, server_context(self.state_dir, tls_paths))
-        runtime.listeners.append(Listener(host.address, host.winrm_port, https))
+        if host.https_listener:
+            tls_paths = ensure_server_certificate(self.state_dir, host.fqdn, host.address)
+            https = ListenerSetup(host, service, faults, server_context(self.state_dir, tls_paths))
+            runtime.listeners.append(Listener(host.address, host.winrm_port, https))
         if host.winrm_http_port is not None:
             user_file = self.state_dir / _NTLM_DIR / f"{host.fqdn}.passwd"
             write_ntlm_user_file(host, user_file)

@@ -11,7 +11,7 @@ import pytest
 
 from hvreplica_provider import hyperv as hv
 from hvreplica_provider import windows as win
-from hvreplica_provider.remoting import REGISTRY, HostConnection, Session, Validation
+from hvreplica_provider.remoting import REGISTRY, HostConnection, Session, Unreachable, Validation, cmd
 from hvreplica_provider.resources.replica_server import (
     ReplicaServerProvider,
     _restart_vmms,
@@ -30,6 +30,7 @@ from tests.provider.support import (
     relationship_inputs,
     two_site_lab,
 )
+from tests.support.hvsim_env import DEFAULT_PASSWORD, DEFAULT_USER, host, lab_config, running_lab
 
 DATA_DISK = f"{DEFAULT_VHD_DIR}\\Disk2-Data.vhdx"
 
@@ -189,3 +190,35 @@ def test_revocation_check_is_disabled_under_both_keys_and_undone(sites: tuple[La
     site = prepared[REPLICA]
     ReplicaServerProvider().delete(site.id, site.outputs)
     assert revocation_values(lab, REPLICA) == {"Replication": None, "FailoverReplication": None}
+
+
+def test_a_host_without_https_listener_says_how_to_fix_it() -> None:
+    """hvsim's `https_listener = false` is a fresh Windows Server: only the HTTP listener. The provider's
+    error says how to create the HTTPS listener or how to use http + NTLM; http + NTLM then works."""
+    entry = {**host("hv9.contoso.com", "127.76.1.1", vms=["web01"], http=True), "https_listener": False}
+    with running_lab(lab_config(entry)) as emulator:
+        https = HostConnection(
+            host="127.76.1.1",
+            port=entry["winrm_port"],
+            auth="basic",
+            username=DEFAULT_USER,
+            password=DEFAULT_PASSWORD,
+            ca_cert_pem=emulator.ca_pem_path.read_text(),
+            retry_deadline_sec=1,
+        )
+        with pytest.raises(Unreachable) as refused:
+            Session(https).run([cmd("Get-VM")])
+        message = str(refused.value)
+        assert "New-Item -Path WSMan:\\localhost\\Listener -Transport HTTPS" in message
+        assert "transport http, port 5985 and auth ntlm" in message
+        http = HostConnection(
+            host="127.76.1.1",
+            port=entry["winrm_http_port"],
+            transport="http",
+            auth="ntlm",
+            username=DEFAULT_USER,
+            password=DEFAULT_PASSWORD,
+        )
+        names = [str(prop(v, "Name")) for v in Session(http).run([cmd("Get-VM")]).output]
+        assert names == ["web01"]
+    REGISTRY.close_all()
