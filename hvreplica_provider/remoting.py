@@ -774,6 +774,22 @@ atexit.register(REGISTRY.close_all)
 # ---------------------------------------------------------------------------------------------- session
 
 
+# Observers of every finished invocation: the host, the statements and the pipeline as pypsrp left it
+# (the opt-in real-host suite records what Windows answered with one).
+Observer = Callable[[str, Sequence[Statement], PowerShell], None]
+_OBSERVERS: list[Observer] = []
+
+
+@contextlib.contextmanager
+def observe(observer: Observer) -> Iterator[None]:
+    """Call `observer` after every invocation any Session runs while the block is active."""
+    _OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(observer)
+
+
 class Session:
     """Runs cmdlet statements on one host through the shared pool, retrying transient faults."""
 
@@ -854,6 +870,8 @@ class Session:
             if ps is not None:  # pypsrp never forgets finished pipelines itself
                 pool.pipelines.pop(ps.id, None)
             entry.release(pool, dropped=dropped)
+        for observer in tuple(_OBSERVERS):
+            observer(self.host, statements, ps)
         errors = [
             error_from_record(r, cmdlets=names, host=self.host, secrets=secrets) for r in ps.streams.error
         ]

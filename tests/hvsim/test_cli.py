@@ -205,7 +205,10 @@ def test_serve_with_a_bad_config_fails_clearly(tmp_path: Path) -> None:
         ('vm = ["web01"]', "unknown key(s) 'vm' in host[0]; allowed: fqdn, address, winrm_port"),
         ('vms = "web01"', "host[0].vms must be a list of names"),
         ('https_listener = "no"', "host[0].https_listener must be true or false"),
-        ("https_listener = false", "host[0]: https_listener = false needs winrm_http_port (no listener at all)"),
+        (
+            "https_listener = false",
+            "host[0]: https_listener = false needs winrm_http_port (no listener at all)",
+        ),
     ],
 )
 def test_config_keys_are_checked(tmp_path: Path, entry: str, message: str) -> None:
