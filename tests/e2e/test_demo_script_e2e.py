@@ -8,11 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.support.demo_tree import DemoTree
-
-pytestmark = pytest.mark.usefixtures("pulumi_cli")
 
 
 def test_make_demo_runs_pulumi_up_of_the_demo_stack(tmp_path: Path, pulumi_cli: Path) -> None:

@@ -15,8 +15,6 @@ from tests.support.pulumi_cli import CliProject
 from tests.support.pwsh import prop
 from tests.support.topology_lab import running_dev_lab, wait_replicating
 
-pytestmark = pytest.mark.usefixtures("pulumi_cli")
-
 EXAMPLES = PROJECT_DIR / "examples"
 NAMES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "Pulumi.yaml").is_file())
 # An example with an hvsim.toml of its own (many VMs) runs against that lab; the others use the demo's.

@@ -22,24 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-
-from scripts.pulumi_run import CliNotFound, find_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNER = REPO_ROOT / "scripts" / "pulumi_run.py"
 PASSPHRASE = "e2e-test-passphrase"
 # One `pulumi` command may wait for initial replications; far below the suite's 300 s test timeout.
 COMMAND_TIMEOUT_SEC = 240
-
-
-def require_cli() -> Path:
-    """The CLI the e2e tests run, or a skip with the one reason line `make test` shows."""
-    try:
-        return find_cli()
-    except CliNotFound as err:
-        pytest.skip(f"end-to-end tests need the real Pulumi CLI: {err}")
 
 
 @dataclass
