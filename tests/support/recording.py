@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,6 +183,10 @@ def _comparable(value: Any, name: str) -> bool:
     return value is not None and not any(part in name for part in _VOLATILE)
 
 
+def _type(obj: RecordedObject) -> str:
+    return obj.types[0] if obj.types else "?"
+
+
 def differences(
     index: int, recorded: Exchange, output: list[RecordedObject], errors: list[RecordedError]
 ) -> list[str]:
@@ -197,9 +202,11 @@ def differences(
         for want, got in zip(recorded.errors, errors, strict=True):
             if want.message != got.message:
                 found.append(f"{where}: {want.fq_error_id} says {got.message!r} instead of {want.message!r}")
-    want_types, got_types = [o.types[:1] for o in recorded.output], [o.types[:1] for o in output]
+    want_types, got_types = [_type(o) for o in recorded.output], [_type(o) for o in output]
     if want_types != got_types:
-        found.append(f"{where}: output types {got_types} instead of {want_types}")
+        missing, extra = Counter(want_types) - Counter(got_types), Counter(got_types) - Counter(want_types)
+        what = f"lacks {dict(missing)}, has extra {dict(extra)}" if missing or extra else "in another order"
+        found.append(f"{where}: output objects {what}")
         return found
     for n, (want, got) in enumerate(zip(recorded.output, output, strict=True)):
         if want.types != got.types:
