@@ -225,9 +225,17 @@ def test_drift_made_by_hand_is_shown_by_refresh_and_repaired_by_up(
     project.preview("--expect-no-changes").ok()
 
 
+def _valid_now(cert: Any) -> bool:
+    def when(name: str) -> datetime:
+        return datetime.fromisoformat(str(prop(cert, name)).replace("Z", "+00:00"))
+
+    return when("NotBefore") <= datetime.now(UTC) <= when("NotAfter")
+
+
 class ListenerWatch:
     """Polls both hosts while an update runs: the replica server's certificate must always be installed
-    in LocalMachine\\My and valid. Bounded: it stops when told or after `limit` seconds."""
+    in LocalMachine\\My and inside its validity period. Bounded: it stops when told or after `limit`
+    seconds."""
 
     def __init__(self, lab: RunningLab, limit: float = 200.0) -> None:
         self.lab, self.limit = lab, limit
@@ -260,6 +268,8 @@ class ListenerWatch:
                     cert = mine.get(wanted)
                     if cert is None:
                         self.gaps.append(f"{fqdn}: listener certificate {wanted} not in LocalMachine\\My")
+                    elif not _valid_now(cert):
+                        self.gaps.append(f"{fqdn}: listener certificate {wanted} is outside its validity")
                     self.samples += 1
                 time.sleep(0.05)
         finally:
