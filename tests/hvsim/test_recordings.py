@@ -15,10 +15,9 @@ from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
 
 from hvreplica_provider import hyperv as hv
-from hvreplica_provider.remoting import REGISTRY, HostConnection, Session, cmd
+from hvreplica_provider.remoting import REGISTRY, Session, cmd
 from tests.support.hvsim_env import (
-    DEFAULT_PASSWORD,
-    DEFAULT_USER,
+    basic_connection,
     host,
     lab_config,
     running_lab,
@@ -70,16 +69,7 @@ def test_replay_machinery_on_a_synthetic_recording(tmp_path: Path) -> None:
     entry = host("hv1.contoso.com", "127.78.0.1", vms=["web01"])
     with running_lab(lab_config(entry)) as emulator:
         vm_id = str(emulator.lab.host("hv1.contoso.com").hyperv.find_vms("web01")[0].id)
-        session = Session(
-            HostConnection(
-                host="127.78.0.1",
-                port=entry["winrm_port"],
-                auth="basic",
-                username=DEFAULT_USER,
-                password=DEFAULT_PASSWORD,
-                ca_cert_pem=emulator.ca_pem_path.read_text(),
-            )
-        )
+        session = Session(basic_connection(emulator, entry))
         recording = Recording(
             synthetic=True,
             source="hvsim (test_replay_machinery_on_a_synthetic_recording)",

@@ -30,7 +30,14 @@ from tests.provider.support import (
     relationship_inputs,
     two_site_lab,
 )
-from tests.support.hvsim_env import DEFAULT_PASSWORD, DEFAULT_USER, host, lab_config, running_lab
+from tests.support.hvsim_env import (
+    DEFAULT_PASSWORD,
+    DEFAULT_USER,
+    basic_connection,
+    host,
+    lab_config,
+    running_lab,
+)
 
 DATA_DISK = f"{DEFAULT_VHD_DIR}\\Disk2-Data.vhdx"
 
@@ -197,15 +204,7 @@ def test_a_host_without_https_listener_says_how_to_fix_it() -> None:
     error says how to create the HTTPS listener or how to use http + NTLM; http + NTLM then works."""
     entry = {**host("hv9.contoso.com", "127.76.1.1", vms=["web01"], http=True), "https_listener": False}
     with running_lab(lab_config(entry)) as emulator:
-        https = HostConnection(
-            host="127.76.1.1",
-            port=entry["winrm_port"],
-            auth="basic",
-            username=DEFAULT_USER,
-            password=DEFAULT_PASSWORD,
-            ca_cert_pem=emulator.ca_pem_path.read_text(),
-            retry_deadline_sec=1,
-        )
+        https = basic_connection(emulator, entry, retry_deadline_sec=1)
         with pytest.raises(Unreachable) as refused:
             Session(https).run([cmd("Get-VM")])
         message = str(refused.value)

@@ -25,6 +25,7 @@ from typing import Any
 from pypsrp.messages import EndOfPipelineInput
 from pypsrp.powershell import PowerShell, RunspacePool
 
+from hvreplica_provider.remoting import HostConnection
 from hvsim.config import SimConfig, parse_config
 from hvsim.server import Emulator
 from tests.support.net import free_port
@@ -168,6 +169,20 @@ def wsman_kwargs(
             kwargs.update(username=username, password=password)
     kwargs.update(extra)
     return kwargs
+
+
+def basic_connection(emulator: Emulator, entry: dict[str, Any], **overrides: Any) -> HostConnection:
+    """The provider's connection to a lab host (`entry` from `host`): HTTPS + basic on its configured port,
+    verified against the state CA (the port is used even when no listener is there)."""
+    return HostConnection(
+        host=entry["address"],
+        port=entry["winrm_port"],
+        auth="basic",
+        username=DEFAULT_USER,
+        password=DEFAULT_PASSWORD,
+        ca_cert_pem=emulator.ca_pem_path.read_text(),
+        **overrides,
+    )
 
 
 def held_pipeline(pool: RunspacePool) -> PowerShell:
