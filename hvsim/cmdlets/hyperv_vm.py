@@ -220,6 +220,7 @@ def get_vm_snapshot(ctx: CmdletContext, args: BoundArguments) -> None:
     wanted_type = args.get("SnapshotType")
     name = args.get("Name")
     vms = select_vms(ctx, args, default_all="Id" in args)
+    found = 0
     for vm in vms:
         for point in sorted(vm.recovery_points, key=lambda p: p.creation_time):
             if wanted_type is not None and point.snapshot_type != wanted_type.name:
@@ -228,7 +229,11 @@ def get_vm_snapshot(ctx: CmdletContext, args: BoundArguments) -> None:
                 continue
             if "Id" in args and point.id != args["Id"].lower():
                 continue
+            found += 1
             ctx.write_output(snapshot_object(hyperv, vm, point))
+    # GetVMSnapshot.ValidateOperandList: nothing found by id, type or name is an error; none at all is not.
+    if not found and ("Id" in args or wanted_type is not None or name):
+        fail(ctx, OBJECT_NOT_FOUND, "Unable to find a snapshot matching the given criteria.")
 
 
 def _name_matches(pattern: str, value: str) -> bool:

@@ -138,7 +138,12 @@ def test_remove_vm_requires_off_and_confirmation(hv: HostSession) -> None:
 
 
 def test_get_vm_snapshot_without_recovery_points(hv: HostSession) -> None:
-    assert hv.ok("Get-VMSnapshot", VMName="web01", SnapshotType="Replica") == []
+    assert hv.ok("Get-VMSnapshot", VMName="web01") == []
+    # GetVMSnapshot.cs: with a type, name or id, finding nothing is a (non-terminating) ObjectNotFound.
+    typed = hv.run("Get-VMSnapshot", VMName="web01", SnapshotType="Replica")
+    assert typed.output == [] and not typed.had_errors
+    assert str(typed.error) == "Unable to find a snapshot matching the given criteria."
+    assert typed.error.fq_error == "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMSnapshot"
     missing = hv.run("Get-VMSnapshot", VMName="ghost")
     assert missing.error.fq_error == "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMSnapshot"
     bad = hv.run("Get-VMSnapshot", VMName="web01", SnapshotType="Sideways")
