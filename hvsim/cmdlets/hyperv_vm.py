@@ -28,6 +28,7 @@ from hvsim.cmdlets.hyperv_common import (
     check_computer_name,
     fail,
     find_vms,
+    invalid_parameter,
     is_wildcard,
     select_vms,
     vm_failure,
@@ -172,6 +173,8 @@ def start_vm(ctx: CmdletContext, args: BoundArguments) -> None:
     supports_should_process=True,
 )
 def stop_vm(ctx: CmdletContext, args: BoundArguments) -> None:
+    if args.get("Save") and args.get("TurnOff"):  # StopVM.cs ValidateParameters
+        invalid_parameter(ctx, "The Save and TurnOff parameters are mutually exclusive.")
     _change_power(ctx, args, running=False)
 
 
