@@ -926,9 +926,16 @@ class CmdletContext:
     def _prompt_failure(self, prompt: str) -> NoReturn:
         self.throw(
             "System.Management.Automation.Host.HostException",
-            "A command that prompts the user failed because the host program or the command type does not "
-            "support user interaction. The host was attempting to request confirmation with the following "
-            f"message: {prompt}",
+            prompt_failure_message(prompt),
             "HostException",
             ErrorCategory.NotSpecified,
         )
+
+
+def prompt_failure_message(prompt: str) -> str:
+    """What a confirmation prompt raises in a remote runspace whose host cannot prompt."""
+    return (
+        "A command that prompts the user failed because the host program or the command type does not "
+        "support user interaction. The host was attempting to request confirmation with the following "
+        f"message: {prompt}"
+    )

@@ -21,6 +21,7 @@ from hvsim.cmdlets.base import (
     Param,
     ParamType,
     object_type,
+    prompt_failure_message,
 )
 from hvsim.cmdlets.errors import WrittenError, register_exception
 from hvsim.hyperv import VirtualMachine
@@ -250,6 +251,7 @@ OPERATION_FAILED = ErrorKind("OperationFailed", ErrorCategory.InvalidOperation)
 # A failed VMMS job (VirtualizationOperationFailedException with error code 32768): TLS, authentication,
 # authorization, an existing replica VM, a running VM ... all arrive as this.
 VMMS_FAILED = ErrorKind("OperationFailed", ErrorCategory.NotSpecified)
+UNSPECIFIED = ErrorKind("Unspecified", ErrorCategory.NotSpecified)  # any other exception
 
 
 def hyperv_error(ctx: CmdletContext, kind: ErrorKind, message: str, target: Any = None) -> ErrorRecord:
@@ -262,6 +264,14 @@ def fail(ctx: CmdletContext, kind: ErrorKind, message: str, target: Any = None) 
     """Throw from the cmdlet's record: written as a NON-terminating error (terminating only under
     -ErrorAction Stop), and the rest of this record is skipped."""
     raise WrittenError(hyperv_error(ctx, kind, message, target))
+
+
+def confirm(ctx: CmdletContext, query: str, force: bool) -> None:
+    """ShouldContinue (only -Force skips it, -Confirm:$false does not). A remote runspace cannot prompt, and
+    the cmdlet base class writes that failure like any other: Unspecified, NotSpecified, non-terminating
+    (ExceptionHelper maps an exception it does not know so)."""
+    if not force:
+        fail(ctx, UNSPECIFIED, prompt_failure_message(query))
 
 
 def invalid_parameter(ctx: CmdletContext, message: str) -> NoReturn:

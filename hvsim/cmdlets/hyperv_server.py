@@ -35,6 +35,7 @@ from hvsim.cmdlets.hyperv_common import (
     ErrorKind,
     check_computer_name,
     check_thumbprint_for,
+    confirm,
     connection_failed,
     fail,
     hyperv_error,
@@ -166,9 +167,10 @@ def set_replication_server(ctx: CmdletContext, args: BoundArguments) -> None:
             )
     entries_to_drop = [e for e in hyperv.authorization_entries if e.allowed_primary_server != ANY_SERVER]
     if any_server is True and hyperv.any_server_entry is None and entries_to_drop:
-        ctx.should_continue(
-            "Allowing replication from any server removes the existing authorization entries "
-            f"({', '.join(e.allowed_primary_server for e in entries_to_drop)}). Do you want to continue?",
+        confirm(
+            ctx,
+            "Set-VMReplicationServer: All authenticated incoming servers would be allowed to replicate. All "
+            "existing authorization entries will be removed. Do you want to continue?",
             bool(args.get("Force")),
         )
     if not ctx.should_process(ctx.host.computer_name, "Set-VMReplicationServer"):

@@ -19,6 +19,7 @@ from hvsim.cmdlets.base import (
     cmdlet,
     enum_type,
 )
+from hvsim.cmdlets.errors import WrittenError
 from hvsim.cmdlets.hyperv_common import (
     COMMANDS,
     COMPUTER_NAME,
@@ -26,6 +27,7 @@ from hvsim.cmdlets.hyperv_common import (
     INVALID_PARAMETER,
     OBJECT_NOT_FOUND,
     check_computer_name,
+    confirm,
     fail,
     find_vms,
     invalid_parameter,
@@ -189,19 +191,24 @@ def stop_vm(ctx: CmdletContext, args: BoundArguments) -> None:
     ],
     default_set="Name",
     supports_should_process=True,
-    confirm_impact="High",
 )
 def remove_vm(ctx: CmdletContext, args: BoundArguments) -> None:
+    """RemoveVM.cs: ShouldProcess (ConfirmImpact Medium), then ShouldContinue, which only -Force skips, per
+    VM; VMMS then refuses a VM that is not off."""
     now = ctx.lab.now()
     for vm in select_vms(ctx, args):
+        if not ctx.should_process(vm.name, "Remove-VM"):
+            continue
+        try:
+            query = f'Are you sure you want to remove virtual machine "{vm.name}"?'
+            confirm(ctx, query, bool(args.get("Force")))
+        except WrittenError as refused:
+            ctx.write_error(refused.record)
+            continue
         if vm.state != "Off":
             message = f"'{vm.name}' failed to delete: the virtual machine must be turned off first."
             ctx.write_error(vm_failure(ctx, vm, message))
             continue
-        if ctx.common.whatif:
-            continue
-        if not args.get("Force"):  # -Force skips the confirmation ConfirmImpact High asks for
-            ctx.should_process(vm.name, "Remove-VM")
         if args.get("Passthru"):
             ctx.write_output(vm_object(ctx.host.hyperv, vm, now))
         ctx.host.hyperv.remove_vm(vm)

@@ -177,7 +177,8 @@ def test_any_server_over_existing_entries_asks_unless_forced(fresh: HostSession)
     prompt = fresh.run(
         "Set-VMReplicationServer", ReplicationAllowedFromAnyServer=True, DefaultStorageLocation="D:\\Any"
     )
-    assert prompt.had_errors and "HostException" in prompt.error.fq_error
+    assert not prompt.had_errors and prompt.error.fq_error.startswith("Unspecified,")  # written by the base
+    assert "All existing authorization entries will be removed." in str(prompt.error)
     assert len(fresh.ok("Get-VMReplicationAuthorizationEntry")) == 1  # nothing applied
     fresh.ok(
         "Set-VMReplicationServer",
