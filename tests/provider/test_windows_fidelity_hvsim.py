@@ -78,10 +78,12 @@ def test_replication_removed_by_hand_reads_as_gone_and_delete_succeeds(lab: Lab)
 def test_vm_name_in_another_case_finds_the_vm(lab: Lab) -> None:
     """Get-VM -Name matches ignoring case on Windows (OrdinalIgnoreCase), so vm_name 'CASE01' is VM case01."""
     provider = ReplicationRelationshipProvider()
-    created = provider.create(relationship_inputs(lab, "CASE01", initial_replication="none"))
+    inputs = relationship_inputs(lab, "CASE01", initial_replication="none")
+    created = provider.create(inputs)
     vm_id = str(prop(lab.run(PRIMARY, "Get-VM", Name="case01")[0], "Id")).lower()
     assert created.outs["vm_id"] == vm_id and "case01" in legs(lab, PRIMARY)
-    assert provider.read(created.id, created.outs).id == created.id
+    read = provider.read(created.id, created.outs)
+    assert read.id == created.id and not provider.diff(created.id, read.outs, inputs).changes
     provider.delete(created.id, created.outs)
     assert "case01" not in legs(lab, PRIMARY)
 
