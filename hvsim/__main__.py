@@ -57,7 +57,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         _wait_until_accepting(emulator)
         hosts = " ".join(
-            f"{h.fqdn}=https://{h.address}:{emulator.listener_port(h.fqdn)}" for h in emulator.config.hosts
+            f"{h.fqdn}={scheme}://{h.address}:{emulator.listener_port(h.fqdn, scheme)}"
+            for h in emulator.config.hosts
+            for scheme, _ in h.listeners[:1]  # the HTTPS listener, or HTTP on a host without one
         )
         print(
             f"{background.READY_PREFIX}: {len(emulator.config.hosts)} host(s) "

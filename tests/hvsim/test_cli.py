@@ -255,3 +255,18 @@ def test_make_lab_starts_the_demo_lab() -> None:
         ["make", "-n", "lab"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert "-m hvsim start --config hvsim.dev.toml --state-dir .hvsim" in dry_run
+
+
+def test_serve_a_host_without_https_listener(tmp_path: Path) -> None:
+    """A fresh Windows Server: only the HTTP listener, which the ready line names."""
+    config = tmp_path / "http-only.toml"
+    config.write_text(
+        f'[[host]]\nfqdn = "hv1.contoso.com"\naddress = "{ADDRESS}"\nwinrm_port = 0\nwinrm_http_port = 0\n'
+        "https_listener = false\n"
+    )
+    process, ready = serve_process(config, tmp_path / "s")
+    try:
+        assert f"hosts: hv1.contoso.com=http://{ADDRESS}:" in ready and "https://" not in ready
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
