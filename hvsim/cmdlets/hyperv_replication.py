@@ -45,7 +45,6 @@ from hvsim.cmdlets.hyperv_common import (
     hyperv_error,
     invalid_parameter,
     invalid_state,
-    is_wildcard,
     not_applicable,
     not_enabled,
     require_dns_name,
@@ -515,9 +514,9 @@ def _query_params() -> list[Param]:
 
 
 def _query(ctx: CmdletContext, args: BoundArguments, missing: ErrorKind) -> list[VirtualMachine]:
-    """§2.5: no selector -> every replication-enabled VM; a VM named exactly (or passed as an object) without
-    replication is a "not enabled" error of kind `missing` (non-terminating: the other VMs are still
-    written); the Disabled/None filters are errors."""
+    """§2.5: no selector -> every replication-enabled VM; a VM selected by -VMName or -VM without replication
+    is a "not enabled" error of kind `missing` (non-terminating: the other VMs are still written); the
+    Disabled/None filters are errors."""
     check_computer_name(ctx, args)
     state, mode = args.get("ReplicationState"), args.get("ReplicationMode")
     if (state is not None and state.name == "Disabled") or (mode is not None and mode.name == "None"):
@@ -527,18 +526,14 @@ def _query(ctx: CmdletContext, args: BoundArguments, missing: ErrorKind) -> list
         )
         fail(ctx, INVALID_STATE, message)
     names, objects = args.get("VMName") or [], args.get("VM") or []
-    candidates: list[tuple[VirtualMachine, bool]] = []
-    if objects:
-        candidates = [(vm, True) for vm in find_vms(ctx, None, objects)]
-    elif names:
-        for name in names:
-            candidates += [(vm, not is_wildcard(name)) for vm in find_vms(ctx, [name], None)]
-    else:
-        candidates = [(vm, False) for vm in ctx.host.hyperv.vms]
+    # Every VM that -VMName (wildcards too) or -VM selected is "given"; without them only VMs with
+    # replication are listed (GetVMReplication.cs, MeasureVMReplication.cs: VMName != null || VM != null).
+    given = bool(names or objects)
+    candidates = find_vms(ctx, names, objects) if given else list(ctx.host.hyperv.vms)
     selected: list[VirtualMachine] = []
-    for vm, explicit in candidates:
+    for vm in candidates:
         if vm.replication is None:
-            if explicit:
+            if given:
                 ctx.write_error(not_enabled(ctx, vm, missing))
             continue
         if vm not in selected and _filters_match(args, vm.replication):

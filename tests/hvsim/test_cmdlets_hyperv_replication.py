@@ -258,7 +258,10 @@ def test_get_vm_replication_selection(primary: HostSession, replica: HostSession
     assert named.error.target_object is None
     stopped = primary.run("Get-VMReplication", VMName="sel02", ErrorAction="Stop")
     assert stopped.had_errors and stopped.error.fq_error.startswith("OperationFailed,")
-    assert [props(r)["VMName"] for r in primary.ok("Get-VMReplication", VMName="sel*")] == ["sel01"]
+    # A wildcard selects VMs too: each one without replication is reported (VMName != null).
+    wildcard = primary.run("Get-VMReplication", VMName="sel*")
+    assert [props(r)["VMName"] for r in wildcard.output] == ["sel01"]
+    assert str(wildcard.error) == "Replication is not enabled for virtual machine with name 'sel02'."
     assert primary.run("Get-VMReplication", ReplicationState="Disabled").error.fq_error.startswith(
         "InvalidState,"
     )
@@ -266,8 +269,8 @@ def test_get_vm_replication_selection(primary: HostSession, replica: HostSession
         str(props(r)["ReplicationMode"]) for r in primary.ok("Get-VMReplication", ReplicationMode="Primary")
     }
     assert modes == {"Primary"}
-    filtered = primary.ok("Get-VMReplication", ReplicaServerName="hv2.*", VMName="sel*")
-    assert [props(r)["VMName"] for r in filtered] == ["sel01"]
+    filtered = primary.run("Get-VMReplication", ReplicaServerName="hv2.*", VMName="sel*")
+    assert [props(r)["VMName"] for r in filtered.output] == ["sel01"] and "'sel02'" in str(filtered.error)
     assert primary.ok("Get-VMReplication", ReplicaServerName="other.*") == []
     # On the replica, the leg carries the trust group of the entry that admitted the primary.
     assert "sel01" in {props(r)["VMName"] for r in replica.ok("Get-VMReplication", TrustGroup="lab")}
