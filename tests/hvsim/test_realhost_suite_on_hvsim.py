@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.hvsim_env import DEFAULT_PASSWORD, DEFAULT_USER, REPO_ROOT, host, lab_config, running_lab
 
 
@@ -22,16 +24,16 @@ def _host_table(entry: dict, fqdn: str, vms: list[str]) -> str:
     )
 
 
-def test_the_realhost_lifecycle_runs_and_records_against_hvsim(tmp_path: Path) -> None:
-    primary = host("host1.contoso.com", "127.79.0.11", vms=["rt01"])
-    replica = host("host2.fabrikam.com", "127.79.0.12")
-    with running_lab(lab_config(primary, replica)) as emulator:
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_realhost_lifecycle_runs_and_records_against_hvsim(tmp_path: Path, count: int) -> None:
+    """Two hosts (host1 -> host2) and three (host1 -> host2 -> host3, each in its own domain)."""
+    names = ["host1.contoso.com", "host2.fabrikam.com", "host3.northwind.net"][:count]
+    vms = [[f"rt0{i}"] if i < count - 1 else [] for i in range(count)]
+    entries = [host(name, f"127.79.{count}.{i + 1}", vms=vms[i]) for i, name in enumerate(names)]
+    with running_lab(lab_config(*entries)) as emulator:
         (tmp_path / "ca.pem").write_text(emulator.ca_pem_path.read_text())
         config = tmp_path / "realhost.toml"
-        config.write_text(
-            _host_table(primary, "host1.contoso.com", ["rt01"])
-            + _host_table(replica, "host2.fabrikam.com", [])
-        )
+        config.write_text("".join(_host_table(e, n, v) for e, n, v in zip(entries, names, vms, strict=True)))
         env = {
             **os.environ,
             "HVREPLICA_REALHOST_CONFIG": str(config),
