@@ -393,7 +393,8 @@ def test_a_config_typo_fails_up_with_the_documented_message(tmp_path: Path, typo
         ("sigint", 94, "ReplicationRelationship"),
         # A crash (SIGKILL) while the replica servers are being created: the stack stays locked and the
         # half-done creates are lost to the engine; `pulumi cancel` unlocks, the providers' ownership
-        # ledgers on the hosts let the re-run adopt what the killed run did.
+        # ledgers on the hosts let the re-run adopt what the killed run did. When the kill lands while the
+        # file backend rewrites its checkpoint, the checkpoint is unreadable until its backup is put back.
         ("sigkill", 96, "ReplicaServer"),
     ],
 )
@@ -426,6 +427,10 @@ def test_an_interrupted_up_then_rerun_converges_with_nothing_orphaned(
             assert project.stray_processes() == [], "a cancelled run left a process behind"
 
         rerun = project.run("up", "--yes", "--skip-preview")
+        if how == "sigkill" and "failed to load checkpoint" in rerun.output:
+            # Seen in CI: the kill can land while the file backend rewrites the checkpoint.
+            project.restore_checkpoint_backup()
+            rerun = project.run("up", "--yes", "--skip-preview")
         if how == "sigkill":
             assert rerun.returncode != 0 and "locked" in rerun.output, rerun.output
             project.run("cancel", "--yes").ok()

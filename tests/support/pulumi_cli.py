@@ -155,6 +155,13 @@ class CliProject:
         flags = ("--show-secrets",) if show_secrets else ()
         return self.run("stack", "export", *flags).ok().stdout
 
+    def restore_checkpoint_backup(self) -> None:
+        """What an operator does when a killed CLI left the file backend's checkpoint unreadable ("failed
+        to load checkpoint"): put back the previous checkpoint, which the backend keeps as `.bak`."""
+        (checkpoint,) = self.state_dir.glob(f".pulumi/stacks/*/{self.stack}.json")
+        backup = checkpoint.with_name(checkpoint.name + ".bak")
+        shutil.copyfile(backup, checkpoint)
+
     def state_files_text(self) -> str:
         """Every file of the backend directory (checkpoints, history, backups, stack config), as text."""
         return "\n".join(
