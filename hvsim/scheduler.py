@@ -120,6 +120,7 @@ HEALTH_SYNC_LIMIT = timedelta(hours=1)  # §3.6
 HEALTH_MISSED_RATIO = 0.2
 HEALTH_LATENCY_LIMIT_SEC = 300.0
 ERROR_NOT_FOUND = 0x80070490
+ERROR_INVALID_STATE = 0x8007139F
 
 
 def advance_replication(lab: LabState, now: datetime) -> None:
@@ -188,6 +189,13 @@ def replica_leg(lab: LabState, host: Host, vm: VirtualMachine, now: datetime) ->
             ERROR_NOT_FOUND,
             f"The replica server '{s.replica_server_name}' has no replica virtual machine '{vm.name}' "
             f"({vm.id}) with replication enabled",
+        )
+    if replica_vm.replication.state in ("FailedOverWaitingCompletion", "FailedOver"):
+        # An unplanned failover on the replica: it no longer accepts changes from this primary.
+        raise ReplicationCheckError(
+            "replica virtual machine",
+            ERROR_INVALID_STATE,
+            f"The replica virtual machine '{vm.name}' ({vm.id}) on '{s.replica_server_name}' has failed over",
         )
     return target.host, replica_vm
 
@@ -357,8 +365,11 @@ def refresh_health(rep: Replication, now: datetime) -> None:
     elif rep.state in ("ReadyForInitialReplication", "WaitingForInitialReplication"):
         findings.append("Initial replication is not complete.")
         health = "Warning"
-    elif rep.state == "InitialReplicationInProgress":
+    elif rep.state in ("InitialReplicationInProgress", "PreparedForFailover"):
         health = "Normal"
+    elif rep.state in ("FailedOverWaitingCompletion", "FailedOver"):
+        findings.append("The virtual machine has failed over and replication has not been reversed.")
+        health = "Warning"
     else:
         st = rep.stats
         attempts = st.successful + st.missed

@@ -21,7 +21,15 @@ from hvsim.cmdlets.objects import (
     timespan,
     u64,
 )
-from hvsim.hyperv import AuthorizationEntry, HyperVHost, RecoveryPoint, Replication, VirtualMachine
+from hvsim.hyperv import (
+    AuthorizationEntry,
+    HyperVHost,
+    NetworkAdapter,
+    RecoveryPoint,
+    Replication,
+    VirtualMachine,
+    VirtualSwitch,
+)
 
 NS = "Microsoft.HyperV.PowerShell"
 
@@ -157,6 +165,16 @@ HARD_DISK_DRIVE_TN = (
     VIRTUALIZATION_OBJECT,
 )
 ControllerType = define_enum(f"{NS}.ControllerType", {"IDE": 0, "SCSI": 1, "PMEM": 2})
+VMSwitchType = define_enum(f"{NS}.VMSwitchType", {"Private": 0, "Internal": 1, "External": 2})
+VM_SWITCH_TN = (f"{NS}.VMSwitch", VIRTUALIZATION_OBJECT)
+# VMNetworkAdapter : VMNetworkAdapterBase : VMDevice : VMComponentObject : VirtualizationObject.
+VM_NETWORK_ADAPTER_TN = (
+    f"{NS}.VMNetworkAdapter",
+    f"{NS}.VMNetworkAdapterBase",
+    f"{NS}.VMDevice",
+    f"{NS}.VMComponentObject",
+    VIRTUALIZATION_OBJECT,
+)
 
 RECOVERY_AUTH_NAMES = {1: "Kerberos", 2: "Certificate", 3: "CertificateAndKerberos"}
 
@@ -260,9 +278,14 @@ def replication_object(hyperv: HyperVHost, vm: VirtualMachine) -> Any:
         "ResynchronizeStartTime": None,
         "LastReplicationTime": _optional_time(rep.last_replication_time),
         "LastAppliedLogTime": _optional_time(rep.last_replication_time if rep.mode == "Replica" else None),
-        "TestVirtualMachine": None,
+        "TestVirtualMachine": _test_vm_text(hyperv, rep),
     }
     return dotnet_object(VM_REPLICATION_TN, props, to_string=f"VMReplication (VMName = '{vm.name}')")
+
+
+def _test_vm_text(hyperv: HyperVHost, rep: Replication) -> str | None:
+    test_vm = hyperv.vm_by_id(rep.test_vm_id) if rep.test_vm_id else None
+    return f"VirtualMachine (Name = '{test_vm.name}') [Id = '{test_vm.id}']" if test_vm else None
 
 
 def replication_health_object(hyperv: HyperVHost, vm: VirtualMachine, now: datetime) -> Any:
@@ -381,4 +404,35 @@ def snapshot_object(hyperv: HyperVHost, vm: VirtualMachine, point: RecoveryPoint
     }
     return dotnet_object(
         VM_SNAPSHOT_TN, props, to_string=f"VMSnapshot (Name = '{point.name}', VMName = '{vm.name}')"
+    )
+
+
+def switch_object(hyperv: HyperVHost, switch: VirtualSwitch) -> Any:
+    props: dict[str, Any] = {
+        "ComputerName": hyperv.computer_name,
+        "Name": switch.name,
+        "Id": guid(switch.id),
+        "SwitchType": VMSwitchType[switch.switch_type],
+        "IsDeleted": False,
+    }
+    return dotnet_object(
+        VM_SWITCH_TN, props, to_string=f"VMSwitch (Name = '{switch.name}') [Id = '{switch.id}']"
+    )
+
+
+def network_adapter_object(hyperv: HyperVHost, vm: VirtualMachine, adapter: NetworkAdapter) -> Any:
+    index = vm.network_adapters.index(adapter)
+    props: dict[str, Any] = {
+        **_identity(hyperv, vm),
+        "Name": adapter.name,
+        "Id": f"Microsoft:{vm.id.upper()}\\{index}",
+        "SwitchName": adapter.switch_name or None,
+        "Connected": bool(adapter.switch_name),
+        "IsManagementOs": False,
+        "MacAddress": "000000000000",
+    }
+    return dotnet_object(
+        VM_NETWORK_ADAPTER_TN,
+        props,
+        to_string=f"VMNetworkAdapter (Name = '{adapter.name}', VMName = '{vm.name}') [VMId = '{vm.id}']",
     )

@@ -174,11 +174,11 @@ def _connect(
             now,
         )
     except ReplicationCheckError as exc:
-        _connection_error(ctx, vm, exc, failure)
+        connection_error(ctx, vm, exc, failure)
         return None
 
 
-def _connection_error(
+def connection_error(
     ctx: CmdletContext, vm: VirtualMachine, exc: ReplicationCheckError, failure: str
 ) -> None:
     ctx.write_error(connection_failed(ctx, f"Hyper-V failed to {failure} virtual machine '{vm.name}'", exc))
@@ -353,18 +353,33 @@ def _create_replica_vm(
         )
         replica.files.make_dirs(disks_dir)
         replica.files.make_dirs(f"{root}\\Virtual Machines")
-    existing.replication = Replication(
+    _make_replica_leg(ctx, existing, settings, target, now, replicated=False)
+    return True
+
+
+def _make_replica_leg(
+    ctx: CmdletContext,
+    replica_vm: VirtualMachine,
+    settings: ReplicationSettings,
+    target: ReplicationTarget,
+    now: datetime,
+    *,
+    replicated: bool,
+) -> None:
+    """The replica side of a relationship fed by this host, admitted by `target`'s authorization entry:
+    waiting for its initial replication, or (a planned reverse) already in step with the primary."""
+    replica_vm.replication = Replication(
         mode="Replica",
-        state="WaitingForInitialReplication",
+        state="Replicating" if replicated else "WaitingForInitialReplication",
         health="Warning",
         primary_server_name=ctx.host.fqdn,
         settings=dataclasses.replace(settings),
         stats=ReplicationStats(monitoring_start=now),
-        allowed_primary_server=entry.allowed_primary_server,
-        trust_group=entry.trust_group,
+        allowed_primary_server=target.entry.allowed_primary_server,
+        trust_group=target.entry.trust_group,
+        last_replication_time=now if replicated else None,
     )
-    refresh_health(existing.replication, now)
-    return True
+    refresh_health(replica_vm.replication, now)
 
 
 def _enable_as_replica(ctx: CmdletContext, args: BoundArguments) -> None:
@@ -429,9 +444,12 @@ def set_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             ctx.write_error(not_enabled(ctx, vm, INVALID_STATE))
             continue
         _validate_settings(ctx, args, rep.settings)
-        if args.get("Reverse") or args.get("AsReplica"):
-            # -Reverse needs a failed-over replica, -AsReplica a VM without replication; no failover in hvsim.
+        if args.get("AsReplica"):
+            # -AsReplica needs a VM without replication (hvsim emulates it in Enable-VMReplication only).
             ctx.write_error(invalid_state(ctx, vm))
+            continue
+        if args.get("Reverse"):
+            _reverse(ctx, args, vm, rep, now)
             continue
         if rep.mode == "Replica":
             message = (
@@ -453,6 +471,62 @@ def set_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             rep.initial_replication_start_time = start
         if args.get("PassThru"):
             ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+FAILED_OVER = ("FailedOverWaitingCompletion", "FailedOver")
+
+
+def _reverse(
+    ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine, rep: Replication, now: datetime
+) -> None:
+    """§3.2 #18/#19: a failed-over replica becomes the primary and replicates to its old primary (or the
+    -ReplicaServerName given). SetVMReplication.ValidateReplication refuses -Reverse on a primary and, with
+    certificate authentication, without this host's own -CertificateThumbprint; VMMS then needs the
+    failed-over state and a target that passes every connection check. A target VM prepared for planned
+    failover turns into the replica at once (no initial replication); otherwise the target gets a replica VM
+    waiting for an initial replication, as Enable-VMReplication makes one."""
+    if rep.mode != "Replica":
+        ctx.write_error(not_applicable(ctx, vm))
+        return
+    if rep.settings.authentication_type == "Certificate" and not args.get("CertificateThumbprint"):
+        message = (
+            "The certificate thumbprint of this server must be provided to reverse the replication of "
+            f"virtual machine '{vm.name}'."
+        )
+        ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+        return
+    if rep.state not in FAILED_OVER:
+        ctx.write_error(invalid_state(ctx, vm))
+        return
+    settings = _settings_from(
+        args, dataclasses.replace(rep.settings, replica_server_name=rep.primary_server_name)
+    )
+    if not ctx.should_process(vm.name, "Set-VMReplication"):
+        return
+    target = _connect(ctx, vm, settings, now, "reverse the replication of")
+    if target is None:
+        return
+    old = target.host.hyperv.vm_by_id(vm.id)
+    planned = (
+        old is not None and old.replication is not None and old.replication.state == "PreparedForFailover"
+    )
+    if old is not None and planned:
+        _make_replica_leg(ctx, old, settings, target, now, replicated=True)
+    elif not _create_replica_vm(ctx, vm, settings, target, now):
+        return
+    vm.replication = Replication(
+        mode="Primary",
+        state="Replicating" if planned else "ReadyForInitialReplication",
+        health="Normal",
+        primary_server_name=ctx.host.fqdn,
+        settings=settings,
+        stats=ReplicationStats(monitoring_start=now),
+        last_replication_time=now if planned else None,
+        next_cycle_at=now + timedelta(seconds=settings.frequency_sec) if planned else None,
+    )
+    vm.recovery_points.clear()  # a primary has no recovery points
+    refresh_health(vm.replication, now)
+    _passthru(ctx, args, vm)
 
 
 def _valid_schedule(
@@ -653,7 +727,7 @@ def _begin(ctx: CmdletContext, vm: VirtualMachine, now: datetime, failure: str) 
     try:
         begin_initial_replication(ctx.lab, ctx.host, vm, now)
     except ReplicationCheckError as exc:
-        _connection_error(ctx, vm, exc, failure)
+        connection_error(ctx, vm, exc, failure)
         return False
     return True
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from psrpcore.types import ErrorRecord
 
 from hvsim.cmdlets.base import (
@@ -28,7 +30,6 @@ from hvsim.cmdlets.hyperv_common import (
     check_computer_name,
     fail,
     find_vms,
-    is_wildcard,
     select_vms,
     vm_failure,
     vm_params,
@@ -120,7 +121,7 @@ def new_vm(ctx: CmdletContext, args: BoundArguments) -> None:
 def _change_power(ctx: CmdletContext, args: BoundArguments, running: bool) -> None:
     now = ctx.lab.now()
     for vm in select_vms(ctx, args):
-        if running and vm.replication_mode == "Replica":
+        if running and _cannot_start(vm):
             ctx.write_error(_replica_cannot_start(ctx, vm))
             continue
         target = "Running" if running else "Off"
@@ -133,12 +134,19 @@ def _change_power(ctx: CmdletContext, args: BoundArguments, running: bool) -> No
             ctx.write_output(vm_object(ctx.host.hyperv, vm, now))
 
 
+def _cannot_start(vm: VirtualMachine) -> bool:
+    """A replica VM starts only once failed over; a primary prepared for planned failover stays off."""
+    if vm.replication_mode == "Replica":
+        return vm.replication_state not in ("FailedOverWaitingCompletion", "FailedOver")
+    return vm.replication_state == "PreparedForFailover"
+
+
 def _replica_cannot_start(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
     return vm_failure(
         ctx,
         vm,
-        f"'{vm.name}' failed to start: the virtual machine is a Replica and has not failed over; start a "
-        "failover first.",
+        f"'{vm.name}' failed to start: the virtual machine is a Replica that has not failed over, or a "
+        "primary prepared for failover; start (or stop) the failover first.",
     )
 
 
@@ -208,9 +216,11 @@ def remove_vm(ctx: CmdletContext, args: BoundArguments) -> None:
     "Get-VMSnapshot",
     f"{COMMANDS}.GetVMSnapshot",
     [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        Param("Name", STRING, position=1),
-        Param("SnapshotType", enum_type(SnapshotType)),
+        # GetVMSnapshot.cs: -VMName has no "Name" alias here; -Name is the snapshot's name (a wildcard).
+        dataclasses.replace(vm_params(name_sets=("VMName",))[0], aliases=()),
+        *vm_params(object_sets=("VMObject",))[1:],
+        Param("Name", STRING, position=1, sets=("VMName", "VMObject")),
+        Param("SnapshotType", enum_type(SnapshotType), sets=("VMName", "VMObject")),
         Param("Id", STRING, sets=("Id",), mandatory=("Id",)),
     ],
     default_set="VMName",
@@ -220,19 +230,19 @@ def get_vm_snapshot(ctx: CmdletContext, args: BoundArguments) -> None:
     wanted_type = args.get("SnapshotType")
     name = args.get("Name")
     vms = select_vms(ctx, args, default_all="Id" in args)
-    for vm in vms:
-        for point in sorted(vm.recovery_points, key=lambda p: p.creation_time):
-            if wanted_type is not None and point.snapshot_type != wanted_type.name:
-                continue
-            if name and not _name_matches(name, point.name):
-                continue
-            if "Id" in args and point.id != args["Id"].lower():
-                continue
-            ctx.write_output(snapshot_object(hyperv, vm, point))
-
-
-def _name_matches(pattern: str, value: str) -> bool:
-    return wildcard_match(pattern, value) if is_wildcard(pattern) else pattern.lower() == value.lower()
+    found = [
+        (vm, point)
+        for vm in vms
+        for point in vm.recovery_points
+        if (wanted_type is None or point.snapshot_type == wanted_type.name)
+        and (not name or wildcard_match(name, point.name))
+        and ("Id" not in args or point.id == args["Id"].lower())
+    ]
+    if not found and vms and (wanted_type is not None or name or "Id" in args):
+        # GetVMSnapshot.ValidateOperandList: a filter that matches nothing is ObjectNotFound (hvsim's words).
+        fail(ctx, OBJECT_NOT_FOUND, "Hyper-V was unable to find a checkpoint matching the given criteria.")
+    for vm, point in sorted(found, key=lambda pair: pair[1].creation_time):
+        ctx.write_output(snapshot_object(hyperv, vm, point))
 
 
 @cmdlet(

@@ -138,7 +138,10 @@ def test_remove_vm_requires_off_and_confirmation(hv: HostSession) -> None:
 
 
 def test_get_vm_snapshot_without_recovery_points(hv: HostSession) -> None:
-    assert hv.ok("Get-VMSnapshot", VMName="web01", SnapshotType="Replica") == []
+    assert hv.ok("Get-VMSnapshot", VMName="web01") == []
+    # GetVMSnapshot.ValidateOperandList: a -SnapshotType or -Name filter matching nothing is ObjectNotFound.
+    none = hv.run("Get-VMSnapshot", VMName="web01", SnapshotType="Replica")
+    assert none.error.fq_error == "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMSnapshot"
     missing = hv.run("Get-VMSnapshot", VMName="ghost")
     assert missing.error.fq_error == "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMSnapshot"
     bad = hv.run("Get-VMSnapshot", VMName="web01", SnapshotType="Sideways")
