@@ -233,6 +233,7 @@ class VirtualMachineRef:
     vm_id: str  # lower-case GUID
     name: str
     replication_mode: str
+    state: str = ""  # power state: Running, Off, ...
 
 
 def vm_by_id(vm_id: str) -> Cmd:
@@ -248,30 +249,48 @@ def parse_vms(objects: Sequence[Any]) -> list[VirtualMachineRef]:
             vm_id=text(prop(o, "Id")).lower(),
             name=text(prop(o, "Name")),
             replication_mode=text(prop(o, "ReplicationMode")) or "None",
+            state=text(prop(o, "State")),
         )
         for o in objects
         if is_type(o, _VM_TYPE)
     ]
 
 
-def resolve_vm(session: Session, vm_name: str) -> VirtualMachineRef:
-    """The one VM named `vm_name` on this host that can be a primary (create only: names are resolved once,
-    then ids are used). Replica VMs kept here for other hosts do not count: they cannot replicate onwards
-    except as extended replication. Several candidates are refused: picking one would be a guess."""
+def resolve_vm(session: Session, vm_name: str, *, replica: bool = False) -> VirtualMachineRef:
+    """The one VM named `vm_name` on this host that can be a primary, or with `replica` the one replica VM of
+    that name (create only: names are resolved once, then ids are used). Replica VMs kept here for other
+    hosts cannot be primaries (except for extended replication), and test failover VMs are neither. Several
+    candidates are refused: picking one would be a guess."""
     result = session.run([cmd("Get-VM", Name=vm_name)])
     result.raise_errors(allow=(NotFound,))
-    found = [v for v in parse_vms(result.output) if v.replication_mode != "Replica"]
+    role = "replica VM" if replica else "VM"
+    found = [
+        v
+        for v in parse_vms(result.output)
+        if (v.replication_mode == "Replica") == replica and v.replication_mode != "TestReplica"
+    ]
     if not found:
-        raise NotFound(f"there is no VM named {vm_name!r}", cmdlet="Get-VM", host=session.host)
+        raise NotFound(f"there is no {role} named {vm_name!r}", cmdlet="Get-VM", host=session.host)
     if len(found) > 1:
         ids = ", ".join(v.vm_id for v in found)
         raise InvalidState(
-            f"{len(found)} VMs are named {vm_name!r} (ids {ids}); Hyper-V allows duplicate names, so the VM "
-            "to replicate is ambiguous: rename all but one of them (Rename-VM) and run again",
+            f"{len(found)} {role}s are named {vm_name!r} (ids {ids}); Hyper-V allows duplicate names, so the "
+            "VM is ambiguous: rename all but one of them (Rename-VM) and run again",
             cmdlet="Get-VM",
             host=session.host,
         )
     return found[0]
+
+
+def vm_name_problem(name: str) -> str | None:
+    """Why `name` cannot be passed to -Name/-VMName as a literal VM name."""
+    if any(ch in name for ch in WILDCARD_CHARACTERS):
+        return "Hyper-V cmdlets treat * ? [ ] in VM names as wildcards; rename the VM"
+    if name != name.strip():
+        return "it has leading or trailing spaces"
+    if len(name) > MAX_VM_NAME:
+        return f"Hyper-V VM names have at most {MAX_VM_NAME} characters"
+    return None
 
 
 def replication_read_cmd(vm_id: str | None = None) -> Statement:
@@ -485,3 +504,65 @@ def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return text(value).strip().lower() == "true"
+
+
+# ----------------------------------------------------------------------------------------- test failover
+
+
+def start_test_failover(
+    session: Session, vm_id: str, recovery_point: str | None, switch_name: str | None
+) -> VirtualMachineRef:
+    """Start-VMFailover -AsTest on the replica VM with this id, from the named recovery point (its
+    Get-VMSnapshot -Name, piped as -VMRecoverySnapshot) or the latest one; returns the test VM Hyper-V made
+    ("<vm> - Test", a new id). An isolated switch is looked up first, so a missing one changes nothing."""
+    statements: list[Statement] = []
+    if switch_name:
+        statements.append([cmd("Get-VMSwitch", Name=switch_name, ErrorAction="Stop")])
+    head = [vm_by_id(vm_id)]
+    if recovery_point:
+        head.append(cmd("Get-VMSnapshot", Name=recovery_point, ErrorAction="Stop"))
+    statements.append([*head, cmd("Start-VMFailover", AsTest=True, Confirm=False, ErrorAction="Stop")])
+    result = session.run(*statements)
+    result.raise_errors()
+    made = [v for v in parse_vms(result.output) if v.replication_mode == "TestReplica"]
+    if len(made) != 1:
+        raise RemoteError(f"Start-VMFailover -AsTest wrote no test VM for VM {vm_id}", host=session.host)
+    return made[0]
+
+
+def prepare_test_vm(
+    session: Session, test_vm_id: str, switch_name: str | None, start: bool
+) -> VirtualMachineRef:
+    """Connect the test VM's network adapters to `switch_name` and start it, as asked; then read it back."""
+    statements: list[Statement] = []
+    if switch_name:
+        statements.append(
+            [
+                vm_by_id(test_vm_id),
+                cmd("Get-VMNetworkAdapter"),
+                cmd("Connect-VMNetworkAdapter", SwitchName=switch_name, ErrorAction="Stop"),
+            ]
+        )
+    if start:
+        statements.append([vm_by_id(test_vm_id), cmd("Start-VM", ErrorAction="Stop")])
+    result = session.run(*statements, [vm_by_id(test_vm_id)])
+    result.raise_errors()
+    return parse_vms(result.output)[0]
+
+
+def find_vm(session: Session, vm_id: str) -> VirtualMachineRef | None:
+    """The VM with this id, or None when Get-VM -Id finds none (anything else raises)."""
+    result = session.run([vm_by_id(vm_id)])
+    result.raise_errors(allow=(NotFound,))
+    vms = parse_vms(result.output)
+    return vms[0] if vms else None
+
+
+def stop_test_failover(session: Session, vm_id: str) -> None:
+    """Stop-VMFailover on the replica VM with this id: Hyper-V stops and deletes its test VM. Callers make
+    sure the test VM exists: without one, Stop-VMFailover would revert a real failover of the VM."""
+    result = session.run([vm_by_id(vm_id), cmd("Stop-VMFailover")])
+    for error in result.errors:
+        # The test VM went in between (another Stop-VMFailover): nothing is left to end.
+        if error.fq_error_id != f"InvalidState,{COMMANDS}.StopVMFailover":
+            raise error

@@ -157,7 +157,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
         checked = CheckFailures(news, secret_keys=("primary", "replica"))
         for key in ("primary", "replica"):
             check_connection(checked, key, "ReplicationRelationship")
-        checked.string("vm_name", required=True, problem=_vm_name_problem)
+        checked.string("vm_name", required=True, problem=hv.vm_name_problem)
         checked.string("replica_server_fqdn", required=True, problem=pki.dns_name_problem)
         auth = checked.choice("authentication", hv.VM_AUTHENTICATIONS, default="Certificate")
         _check_thumbprint(checked, auth)
@@ -402,16 +402,6 @@ def _norm(values: Mapping[str, Any], key: str) -> Any:
     if key == "excluded_vhd_paths":
         return sorted(v.lower() for v in value or [])
     return value
-
-
-def _vm_name_problem(name: str) -> str | None:
-    if any(ch in name for ch in hv.WILDCARD_CHARACTERS):
-        return "Hyper-V cmdlets treat * ? [ ] in VM names as wildcards; rename the VM"
-    if name != name.strip():
-        return "it has leading or trailing spaces"
-    if len(name) > hv.MAX_VM_NAME:
-        return f"Hyper-V VM names have at most {hv.MAX_VM_NAME} characters"
-    return None
 
 
 def _check_thumbprint(checked: CheckFailures, auth: str | None) -> None:

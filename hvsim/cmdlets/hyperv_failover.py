@@ -1,8 +1,8 @@
 """Failover cmdlets: Start-VMFailover (-Prepare on the primary, -AsTest or plain on the replica),
-Stop-VMFailover and Complete-VMFailover (hyperv-replica.md §2.8, §3.2 #11-#17, §3.3).
+Stop-VMFailover and Complete-VMFailover (§2.8, §3.2 #11-#17 and §3.3 of the Hyper-V reference).
 
 Parameter sets, the order of the checks and the error kinds follow StartVMFailover.cs, StopVMFailover.cs and
-CompleteVMFailover.cs of the in-box module (see docs/hvsim.md); the message texts of VMMS are hvsim's.
+CompleteVMFailover.cs of the in-box module (docs/hvsim.md); the message texts of VMMS are hvsim's.
 """
 
 from __future__ import annotations

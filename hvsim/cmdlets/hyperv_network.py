@@ -1,5 +1,6 @@
 """Virtual switches and VM network adapters: Get-/New-VMSwitch, Get-VMNetworkAdapter and
-Connect-VMNetworkAdapter, as much as a test failover on an isolated network needs (hyperv-replica.md §2.8)."""
+Connect-VMNetworkAdapter, as much as a test failover on an isolated network needs (§2.8 of the Hyper-V
+reference)."""
 
 from __future__ import annotations
 

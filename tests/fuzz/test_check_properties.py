@@ -30,6 +30,7 @@ from hvreplica_provider.resources.certificate_authority import CertificateAuthor
 from hvreplica_provider.resources.host_certificate import HostCertificateProvider
 from hvreplica_provider.resources.replica_server import ReplicaServerProvider
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
+from hvreplica_provider.resources.test_failover import TestFailoverProvider
 
 FQDN = "hv1.contoso.com"
 PARTNER = "hv2.fabrikam.com"
@@ -228,6 +229,17 @@ def replication_relationship() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def drill_inputs() -> st.SearchStrategy[dict[str, Any]]:
+    return both(
+        {"replica": connection(), "vm_name": st.sampled_from(["web01", "it's $web; 01", "dc[1]"])},
+        {
+            "recovery_point": st.sampled_from(["web01 - Standard Replica - (11/28/2026 - 1:05:09 PM)", "x*"]),
+            "switch_name": st.sampled_from(["Isolated", "DR test net"]),
+            "start_vm": st.booleans(),
+        },
+    )
+
+
 # ------------------------------------------------------------------------------------------------- checks
 
 
@@ -302,3 +314,4 @@ test_replica_server_check = property_test(ReplicaServerProvider(), replica_serve
 test_replication_relationship_check = property_test(
     ReplicationRelationshipProvider(), replication_relationship()
 )
+test_test_failover_check = property_test(TestFailoverProvider(), drill_inputs())
