@@ -18,6 +18,7 @@ from typing import Any, get_args
 from hvreplica_provider.inputs import RelationshipAuthentication, ReplicaServerAuthentication
 from hvreplica_provider.remoting import (
     CATEGORY_INVALID_OPERATION,
+    CATEGORY_OBJECT_NOT_FOUND,
     Cmd,
     InvalidState,
     NotFound,
@@ -43,6 +44,8 @@ COMMANDS = "Microsoft.HyperV.PowerShell.Commands"
 # Get-VMReplication's "Replication is not enabled for virtual machine with name 'X'.": the only
 # OperationFailed it raises itself, in category InvalidOperation (a failed VMMS call would be NotSpecified).
 NOT_ENABLED_ERROR = f"OperationFailed,{COMMANDS}.GetVMReplication"
+# Measure-VMReplication says the same as ObjectNotFound (MeasureVMReplication.cs), in category ObjectNotFound.
+MEASURE_NOT_ENABLED_ERROR = f"ObjectNotFound,{COMMANDS}.MeasureVMReplication"
 # Remove-VMReplication's refusal for a VM without replication (RemoveVMReplication.cs: its invalid-state
 # exception, identifier InvalidState in category InvalidOperation).
 NOTHING_TO_REMOVE_ERROR = f"InvalidState,{COMMANDS}.RemoveVMReplication"
@@ -107,6 +110,20 @@ class InitialReplication:
 
 
 @dataclass(frozen=True)
+class ReplicationStatistics:
+    """Measure-VMReplication over the replica server's current monitoring interval (§1.3)."""
+
+    average_size_bytes: int
+    maximum_size_bytes: int
+    pending_size_bytes: int
+    successful_replications: int
+    missed_replications: int
+    errors: int
+    average_latency: str | None  # hh:mm:ss; None before the first cycle
+    health_details: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class VMReplicationInfo:
     vm_name: str
     vm_id: str  # lower-case GUID, the same on both hosts
@@ -117,6 +134,7 @@ class VMReplicationInfo:
     replica_server: str
     settings: ReplicationSettings
     last_replication_time: str | None = None
+    statistics: ReplicationStatistics | None = None  # when Measure-VMReplication ran in the same read
 
 
 # ----------------------------------------------------------------------------------------- server side
@@ -293,6 +311,11 @@ def vm_name_problem(name: str) -> str | None:
     return None
 
 
+def relationship_read_cmds(vm_id: str) -> list[Statement]:
+    """The VM's replication legs and their statistics, in one invocation."""
+    return [replication_read_cmd(vm_id), [vm_by_id(vm_id), cmd("Measure-VMReplication")]]
+
+
 def replication_read_cmd(vm_id: str | None = None) -> Statement:
     """The replication legs of the VM with this id, or of every VM on the host."""
     if vm_id is None:
@@ -301,7 +324,10 @@ def replication_read_cmd(vm_id: str | None = None) -> Statement:
 
 
 def is_not_enabled(error: RemoteError) -> bool:
-    """Whether `error` is Get-VMReplication's "replication is not enabled" for a VM it was given."""
+    """Whether `error` is Get-VMReplication's or Measure-VMReplication's "replication is not enabled" for a
+    VM it was given."""
+    if error.fq_error_id == MEASURE_NOT_ENABLED_ERROR:
+        return error.category == CATEGORY_OBJECT_NOT_FOUND
     return error.fq_error_id == NOT_ENABLED_ERROR and error.category == CATEGORY_INVALID_OPERATION
 
 
@@ -312,7 +338,29 @@ def refused_by(error: RemoteError, command_class: str) -> bool:
     return command == f"{COMMANDS}.{command_class}" and identifier in _REFUSAL_IDENTIFIERS
 
 
+def parse_statistics(o: Any) -> ReplicationStatistics:
+    latency = prop(o, "AverageReplicationLatency")
+    details = prop(o, "ReplicationHealthDetails")
+    return ReplicationStatistics(
+        average_size_bytes=int(prop(o, "AverageReplicationSize", 0) or 0),
+        maximum_size_bytes=int(prop(o, "MaximumReplicationSize", 0) or 0),
+        pending_size_bytes=int(prop(o, "PendingReplicationSize", 0) or 0),
+        successful_replications=int(prop(o, "SuccessfulReplicationCount", 0) or 0),
+        missed_replications=int(prop(o, "MissedReplicationCount", 0) or 0),
+        errors=int(prop(o, "ReplicationErrors", 0) or 0),
+        average_latency=timespan(latency) if latency is not None else None,
+        health_details=tuple(text(d) for d in details) if isinstance(details, list) else (),
+    )
+
+
 def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
+    """The VMReplication objects, each with the statistics of the VMReplicationHealth object of the same leg
+    when the output holds one."""
+    statistics = {
+        (text(prop(o, "VMId")).lower(), text(prop(o, "ReplicationMode"))): parse_statistics(o)
+        for o in objects
+        if is_type(o, _HEALTH_TYPE)
+    }
     out = []
     for o in objects:
         if not is_type(o, _REPLICATION_TYPE) or is_type(o, _HEALTH_TYPE):
@@ -345,6 +393,7 @@ def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
                 replica_server=text(prop(o, "ReplicaServerName")),
                 settings=settings,
                 last_replication_time=text(last) if last is not None else None,
+                statistics=statistics.get((text(prop(o, "VMId")).lower(), text(prop(o, "ReplicationMode")))),
             )
         )
     return out
@@ -361,7 +410,7 @@ def vm_replications(session: Session, vm_id: str) -> list[VMReplicationInfo]:
     preference, counts the same). A VM that does not exist raises NotFound: the caller decides whether that
     means gone."""
     try:
-        result = session.run(replication_read_cmd(vm_id))
+        result = session.run(*relationship_read_cmds(vm_id))
     except RemoteError as exc:
         if is_not_enabled(exc):
             return []
@@ -447,7 +496,8 @@ def enable_cmds(
         ExcludedVhdPath=list(excluded_vhd_paths) or None,
         ErrorAction="Stop",
     )
-    return [[vm_by_id(vm_id), enable], *initial_replication_cmds(vm_id, initial), replication_read_cmd(vm_id)]
+    initial_cmds = initial_replication_cmds(vm_id, initial)
+    return [[vm_by_id(vm_id), enable], *initial_cmds, *relationship_read_cmds(vm_id)]
 
 
 def initial_replication_cmds(vm_id: str, initial: InitialReplication) -> list[Statement]:
@@ -465,6 +515,20 @@ def initial_replication_cmds(vm_id: str, initial: InitialReplication) -> list[St
 def set_replication_cmd(vm_id: str, settings: ReplicationSettings, changed: set[str]) -> Statement:
     params = _setting_params(settings, changed)
     return [vm_by_id(vm_id), cmd("Set-VMReplication", **params, ErrorAction="Stop")]
+
+
+# States in which replication does not run until someone resumes it; the last two need a resynchronization.
+SUSPENDED_STATES = ("Suspended", "ResynchronizeSuspended", "WaitingForStartResynchronize")
+RESYNC_STATES = ("ResynchronizeSuspended", "WaitingForStartResynchronize")
+
+
+def suspend_cmd(vm_id: str) -> Statement:
+    return [vm_by_id(vm_id), cmd("Suspend-VMReplication", ErrorAction="Stop")]
+
+
+def resume_cmd(vm_id: str, *, resynchronize: bool) -> Statement:
+    resume = cmd("Resume-VMReplication", Resynchronize=resynchronize or None, ErrorAction="Stop")
+    return [vm_by_id(vm_id), resume]
 
 
 def remove_replication(session: Session, vm_id: str) -> VirtualMachineRef | None:

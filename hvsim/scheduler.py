@@ -367,6 +367,9 @@ def refresh_health(rep: Replication, now: datetime) -> None:
         health = "Warning"
     elif rep.state in ("InitialReplicationInProgress", "PreparedForFailover"):
         health = "Normal"
+    elif rep.state == "WaitingForStartResynchronize":
+        findings.append("Resynchronization is required.")
+        health = "Critical"
     elif rep.state in ("FailedOverWaitingCompletion", "FailedOver"):
         findings.append("The virtual machine has failed over and replication has not been reversed.")
         health = "Warning"

@@ -88,9 +88,12 @@ LOCAL_KEYS = (
     "wait_for_initial_replication",
     "initial_replication_timeout_sec",
     "delete_replica_vm_on_destroy",
+    "resynchronize",
 )
+RESYNCHRONIZE_CHOICES = ("when_required", "never")
 COMPUTED_KEYS = (
     "vm_id", "state", "health", "mode", "primary_server", "replica_server", "last_replication_time",
+    "statistics",
 )
 _DEFAULTS: dict[str, Any] = {
     "authentication": "Certificate",
@@ -106,6 +109,8 @@ _DEFAULTS: dict[str, Any] = {
     "wait_for_initial_replication": False,
     "initial_replication_timeout_sec": DEFAULT_WAIT_TIMEOUT_SEC,
     "delete_replica_vm_on_destroy": False,
+    "suspended": False,
+    "resynchronize": "when_required",
 }
 
 
@@ -124,7 +129,9 @@ def initial_from(inputs: Mapping[str, Any]) -> hv.InitialReplication:
 
 
 def observed(inputs: Mapping[str, Any], info: hv.VMReplicationInfo) -> dict[str, Any]:
-    """Outputs: the inputs as the host shows them (same property names) plus state and health."""
+    """Outputs: the inputs as the host shows them (same property names) plus state, health and statistics.
+    A suspended or resynchronization-required leg reads as `suspended` true, so a refresh shows it as drift
+    that `pulumi up` resumes; the observed values themselves are outputs only (never inputs)."""
     applied = asdict(info.settings)
     if info.settings.authentication == "Kerberos":
         applied["certificate_thumbprint"] = inputs.get("certificate_thumbprint")
@@ -135,6 +142,7 @@ def observed(inputs: Mapping[str, Any], info: hv.VMReplicationInfo) -> dict[str,
     return {
         **inputs,
         **applied,
+        "suspended": info.state in hv.SUSPENDED_STATES,
         "vm_id": info.vm_id,
         "state": info.state,
         "health": info.health,
@@ -142,7 +150,14 @@ def observed(inputs: Mapping[str, Any], info: hv.VMReplicationInfo) -> dict[str,
         "primary_server": info.primary_server,
         "replica_server": info.replica_server,
         "last_replication_time": info.last_replication_time,
+        "statistics": _statistics(info.statistics),
     }
+
+
+def _statistics(statistics: hv.ReplicationStatistics | None) -> dict[str, Any] | None:
+    if statistics is None:
+        return None
+    return {**asdict(statistics), "health_details": list(statistics.health_details)}
 
 
 def relationship_id(inputs: Mapping[str, Any]) -> str:
@@ -178,8 +193,10 @@ class ReplicationRelationshipProvider(ResourceProvider):
             "bypass_proxy_server",
             "wait_for_initial_replication",
             "delete_replica_vm_on_destroy",
+            "suspended",
         ):
             checked.boolean(key, default=_DEFAULTS[key])
+        checked.choice("resynchronize", RESYNCHRONIZE_CHOICES, default="when_required")
         _check_window(checked)
         checked.string_list("excluded_vhd_paths", problem=win.path_problem)
         _check_initial(checked)
@@ -194,7 +211,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
             replaces.append("primary")
         changed = [
             k
-            for k in (*SETTING_KEYS, *LOCAL_KEYS)
+            for k in (*SETTING_KEYS, *LOCAL_KEYS, "suspended")
             if contains_unknown(news.get(k)) or _norm(olds, k) != _norm(news, k)
         ]
         return DiffResult(changes=bool(replaces or changed), replaces=replaces, delete_before_replace=True)
@@ -216,7 +233,9 @@ class ReplicationRelationshipProvider(ResourceProvider):
                 raise
             infos = _adopt(session, inputs, vm_id, initial, refused)
         info = _primary_leg(infos, vm_id, session.host)
-        if inputs.get("wait_for_initial_replication"):
+        if inputs.get("suspended"):
+            info = _set_suspended(session, inputs, info)
+        elif inputs.get("wait_for_initial_replication"):
             info = wait_until_replicating(session, inputs, info)
         return CreateResult(relationship_id(inputs), observed(inputs, info))
 
@@ -248,16 +267,18 @@ class ReplicationRelationshipProvider(ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = user_properties(news)
         changed = {k for k in SETTING_KEYS if _norm(olds, k) != _norm(inputs, k)}
-        if not changed:
+        suspension = _norm(olds, "suspended") != _norm(inputs, "suspended")
+        if not changed and not suspension:
             # Connection or provider-side options only: no host is touched.
             return UpdateResult({**inputs, **{k: olds.get(k) for k in COMPUTED_KEYS}})
         session = _session(inputs, "primary")
         vm_id = _vm_id(olds, session)
-        result = session.run(
-            hv.set_replication_cmd(vm_id, settings_from(inputs), changed), hv.replication_read_cmd(vm_id)
-        )
+        statements = [hv.set_replication_cmd(vm_id, settings_from(inputs), changed)] if changed else []
+        result = session.run(*statements, *hv.relationship_read_cmds(vm_id))
         result.raise_errors()
         leg = _primary_leg(hv.parse_replications(result.output), vm_id, session.host)
+        if suspension:
+            leg = _set_suspended(session, inputs, leg)
         return UpdateResult(observed(inputs, leg))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -283,6 +304,32 @@ class ReplicationRelationshipProvider(ResourceProvider):
         unreplicated = replica_vm is not None and replica_vm.replication_mode == "None"
         if outputs.get("delete_replica_vm_on_destroy") and unreplicated:
             hv.remove_vm(replica, vm_id)
+
+
+def _set_suspended(
+    session: Session, inputs: Mapping[str, Any], leg: hv.VMReplicationInfo
+) -> hv.VMReplicationInfo:
+    """Suspend or resume the primary leg as `suspended` says, judged by the state the host reports now. A leg
+    that needs a resynchronization resumes with -Resynchronize unless `resynchronize` is "never"."""
+    want = bool(inputs.get("suspended"))
+    if want == (leg.state in hv.SUSPENDED_STATES):
+        return leg
+    if want:
+        statement = hv.suspend_cmd(leg.vm_id)
+    elif leg.state in hv.RESYNC_STATES and inputs.get("resynchronize") == "never":
+        raise InvalidState(
+            f"VM {leg.vm_name!r} needs a resynchronization (state {leg.state}) and resynchronize is 'never': "
+            f"run `Resume-VMReplication -VMName '{leg.vm_name}' -Resynchronize` on {session.host} when it "
+            "suits (it compares both copies block by block and deletes the replica's recovery points), or "
+            "set resynchronize to 'when_required'",
+            cmdlet="Resume-VMReplication",
+            host=session.host,
+        )
+    else:
+        statement = hv.resume_cmd(leg.vm_id, resynchronize=leg.state in hv.RESYNC_STATES)
+    result = session.run(statement, *hv.relationship_read_cmds(leg.vm_id))
+    result.raise_errors()
+    return _primary_leg(hv.parse_replications(result.output), leg.vm_id, session.host)
 
 
 def _vm_id(outputs: Mapping[str, Any], primary: Session) -> str:
@@ -311,7 +358,7 @@ def _adopt(
             host=session.host,
         ) from refused
     if leg.state == "ReadyForInitialReplication" and initial.mode != "none":
-        result = session.run(*hv.initial_replication_cmds(vm_id, initial), hv.replication_read_cmd(vm_id))
+        result = session.run(*hv.initial_replication_cmds(vm_id, initial), *hv.relationship_read_cmds(vm_id))
         result.raise_errors()
         infos = hv.parse_replications(result.output)
     return infos
@@ -567,6 +614,12 @@ class ReplicationRelationshipArgs:
     """How long to wait for the initial copy (default 1800)."""
     delete_replica_vm_on_destroy: pulumi.Input[bool] | None = None
     """Also delete the replica VM when the relationship is destroyed (default false: data is kept)."""
+    suspended: pulumi.Input[bool] | None = None
+    """Pause replication (Suspend-VMReplication; default false). A refresh shows a leg paused or needing a
+    resynchronization on the host as true, so `pulumi up` resumes it."""
+    resynchronize: pulumi.Input[str] | None = None
+    """`when_required` (default): resume a leg that needs it with `Resume-VMReplication -Resynchronize`;
+    `never`: refuse, with the command to run at a time that suits."""
 
 
 class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRelationship"):
@@ -579,6 +632,7 @@ class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRel
     primary_server: pulumi.Output[str]
     replica_server: pulumi.Output[str]
     last_replication_time: pulumi.Output[str]
+    statistics: pulumi.Output[dict[str, Any]]
 
     def __init__(
         self,

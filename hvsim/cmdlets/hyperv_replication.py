@@ -864,6 +864,14 @@ def resume_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         elif rep.last_replication_time is None:
             if not _begin(ctx, vm, now, "resume replication of"):
                 continue
+        elif rep.state == "WaitingForStartResynchronize" and not args.get("Resynchronize"):
+            # The cmdlet asks VMMS for Replicating (ResumeVMReplication.cs); VMMS needs the resync first.
+            message = (
+                f"Hyper-V cannot resume replication for virtual machine '{vm.name}': resynchronization is "
+                "required. Use Resume-VMReplication -Resynchronize."
+            )
+            ctx.write_error(vm_failure(ctx, vm, message))
+            continue
         else:
             rep.state, rep.next_cycle_at = "Replicating", now  # the next scheduler tick runs a cycle
             if args.get("Resynchronize"):

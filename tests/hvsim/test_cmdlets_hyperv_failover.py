@@ -15,6 +15,7 @@ from psrpcore.types import ErrorCategory
 from pypsrp.powershell import PowerShell
 
 from hvsim.hyperv import HyperVHost, VirtualSwitch
+from hvsim.server import Emulator
 from tests.support.hvsim_env import host, lab_config, running_lab
 from tests.support.hyperv import (
     HostSession,
@@ -26,19 +27,24 @@ from tests.support.hyperv import (
 )
 
 PRIMARY, REPLICA = "hv1.contoso.com", "hv2.contoso.com"
-VMS = ["prep01", "early01", "test01", "plan01", "auth01", "lost01", "conf01"]
+VMS = ["prep01", "early01", "test01", "plan01", "auth01", "lost01", "sync01"]
 KERBEROS = {"ReplicaServerName": REPLICA, "ReplicaServerPort": 80, "AuthenticationType": "Kerberos"}
 NO_CONFIRM = {"Confirm": False}
 START = "Microsoft.HyperV.PowerShell.Commands.StartVMFailover"
 
 
 @pytest.fixture(scope="module")
-def hosts() -> Iterator[tuple[HostSession, HostSession]]:
+def lab() -> Iterator[tuple[Emulator, HostSession, HostSession]]:
     config = lab_config(host(PRIMARY, "127.64.0.1", vms=VMS), host(REPLICA, "127.64.0.2"), time_scale=600.0)
     with running_lab(config) as emulator, sessions(emulator, PRIMARY, REPLICA) as opened:
         make_kerberos_replica(opened[REPLICA], PRIMARY, "D:\\Replica")
         make_kerberos_replica(opened[PRIMARY], REPLICA, "D:\\Replica")
-        yield opened[PRIMARY], opened[REPLICA]
+        yield emulator, opened[PRIMARY], opened[REPLICA]
+
+
+@pytest.fixture()
+def hosts(lab: tuple[Emulator, HostSession, HostSession]) -> tuple[HostSession, HostSession]:
+    return lab[1], lab[2]
 
 
 def replicate(primary: HostSession, replica: HostSession, vm: str, **settings: object) -> None:
@@ -228,3 +234,20 @@ def test_failover_model_round_trips() -> None:
     test_vm.network_adapters[0].switch_name = "Isolated"
     restored = HyperVHost.from_dict(hyperv.to_dict())
     assert restored == hyperv and restored.vms[0].replication_mode == "TestReplica"
+
+
+def test_resynchronization_required(lab: tuple[Emulator, HostSession, HostSession]) -> None:
+    """§3.5: a leg waiting for resynchronization is Critical; a plain resume is refused (VMMS needs the
+    resync), Resume-VMReplication -Resynchronize resumes it and deletes the replica's recovery points."""
+    emulator, primary, replica = lab
+    replicate(primary, replica, "sync01", RecoveryHistory=2)
+    before = wait_for(lambda: replica.ok("Get-VMSnapshot", VMName="sync01"), "a recovery point")
+    emulator.require_resync(PRIMARY, "sync01")
+    assert replication_state(primary, "sync01") == ("WaitingForStartResynchronize", "Critical")
+    plain = primary.run("Resume-VMReplication", VMName="sync01")
+    assert plain.error.fq_error == "OperationFailed,Microsoft.HyperV.PowerShell.Commands.ResumeVMReplication"
+    assert "-Resynchronize" in str(plain.error)
+    primary.ok("Resume-VMReplication", "Resynchronize", VMName="sync01")
+    assert replication_state(primary, "sync01")[0] == "Replicating"
+    after = {props(p)["Id"] for p in replica.ok("Get-VMSnapshot", VMName="sync01")}
+    assert not after & {props(p)["Id"] for p in before}
