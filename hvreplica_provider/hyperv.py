@@ -519,7 +519,35 @@ def set_replication_cmd(vm_id: str, settings: ReplicationSettings, changed: set[
 
 # States in which replication does not run until someone resumes it; the last two need a resynchronization.
 SUSPENDED_STATES = ("Suspended", "ResynchronizeSuspended", "WaitingForStartResynchronize")
+FAILED_OVER_STATES = ("FailedOverWaitingCompletion", "FailedOver")
 RESYNC_STATES = ("ResynchronizeSuspended", "WaitingForStartResynchronize")
+
+
+def prepare_failover_cmds(vm_id: str) -> list[Statement]:
+    """On the primary: shut the VM down (the guest's own shutdown, -Force skips the prompt about open
+    applications), then Start-VMFailover -Prepare, which sends what is not sent yet and needs the VM off."""
+    return [
+        [vm_by_id(vm_id), cmd("Stop-VM", Force=True, ErrorAction="Stop")],
+        [vm_by_id(vm_id), cmd("Start-VMFailover", Prepare=True, Confirm=False, ErrorAction="Stop")],
+    ]
+
+
+def failover_cmd(vm_id: str) -> Statement:
+    """On the replica: Start-VMFailover (the latest point; the VM is not started)."""
+    return [vm_by_id(vm_id), cmd("Start-VMFailover", Confirm=False, ErrorAction="Stop")]
+
+
+def reverse_cmd(vm_id: str, settings: ReplicationSettings) -> Statement:
+    """On the failed-over replica: Set-VMReplication -Reverse to `settings.replica_server_fqdn` (the old
+    primary) with this host's own certificate, port and settings."""
+    reverse = cmd(
+        "Set-VMReplication",
+        Reverse=True,
+        ReplicaServerName=settings.replica_server_fqdn,
+        **_setting_params(settings),
+        ErrorAction="Stop",
+    )
+    return [vm_by_id(vm_id), reverse]
 
 
 def suspend_cmd(vm_id: str) -> Statement:

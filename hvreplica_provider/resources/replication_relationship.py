@@ -44,6 +44,7 @@ from hvreplica_provider.remoting import (
     NotFound,
     RemoteError,
     Session,
+    cmd,
 )
 from hvreplica_provider.resources.base import (
     CheckFailures,
@@ -89,8 +90,11 @@ LOCAL_KEYS = (
     "initial_replication_timeout_sec",
     "delete_replica_vm_on_destroy",
     "resynchronize",
+    "on_direction_change",
+    "start_vm_after_failover",
 )
 RESYNCHRONIZE_CHOICES = ("when_required", "never")
+DIRECTION_CHOICES = ("refuse", "planned_failover")
 COMPUTED_KEYS = (
     "vm_id", "state", "health", "mode", "primary_server", "replica_server", "last_replication_time",
     "statistics",
@@ -111,6 +115,8 @@ _DEFAULTS: dict[str, Any] = {
     "delete_replica_vm_on_destroy": False,
     "suspended": False,
     "resynchronize": "when_required",
+    "on_direction_change": "refuse",
+    "start_vm_after_failover": True,
 }
 
 
@@ -194,9 +200,13 @@ class ReplicationRelationshipProvider(ResourceProvider):
             "wait_for_initial_replication",
             "delete_replica_vm_on_destroy",
             "suspended",
+            "start_vm_after_failover",
         ):
             checked.boolean(key, default=_DEFAULTS[key])
         checked.choice("resynchronize", RESYNCHRONIZE_CHOICES, default="when_required")
+        direction = checked.choice("on_direction_change", DIRECTION_CHOICES, default="refuse")
+        if direction == "refuse" and not checked.failures and swapped(_olds, checked.inputs):
+            checked.add("on_direction_change", _swap_refusal(checked.inputs))
         _check_window(checked)
         checked.string_list("excluded_vhd_paths", problem=win.path_problem)
         _check_initial(checked)
@@ -204,6 +214,8 @@ class ReplicationRelationshipProvider(ResourceProvider):
         return checked.result()
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        if news.get("on_direction_change") == "planned_failover" and swapped(olds, news):
+            return DiffResult(changes=True, replaces=[], delete_before_replace=True)  # a failover, no replace
         replaces = [
             k for k in REPLACE_KEYS if contains_unknown(news.get(k)) or _norm(olds, k) != _norm(news, k)
         ]
@@ -266,6 +278,8 @@ class ReplicationRelationshipProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = user_properties(news)
+        if swapped(olds, inputs):
+            return UpdateResult(PlannedFailover(olds, inputs).run())
         changed = {k for k in SETTING_KEYS if _norm(olds, k) != _norm(inputs, k)}
         suspension = _norm(olds, "suspended") != _norm(inputs, "suspended")
         if not changed and not suspension:
@@ -304,6 +318,101 @@ class ReplicationRelationshipProvider(ResourceProvider):
         unreplicated = replica_vm is not None and replica_vm.replication_mode == "None"
         if outputs.get("delete_replica_vm_on_destroy") and unreplicated:
             hv.remove_vm(replica, vm_id)
+
+
+def swapped(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+    """Whether `news` exchange the hosts of `olds` for the same VM: the old replica host is the new primary
+    and the old primary the new replica."""
+    keys = ("primary", "replica")
+    if not all(isinstance(olds.get(k), Mapping) and isinstance(news.get(k), Mapping) for k in keys):
+        return False  # no old state (create), or connections still unknown at preview
+    if contains_unknown(news.get("primary")) or contains_unknown(news.get("replica")):
+        return False
+    old_primary, old_replica = _identity(olds["primary"]), _identity(olds["replica"])
+    return (
+        old_primary != old_replica  # one connection for both roles swaps nothing
+        and olds.get("vm_name") == news.get("vm_name")
+        and _identity(news["primary"]) == old_replica
+        and _identity(news["replica"]) == old_primary
+    )
+
+
+def _swap_refusal(inputs: Mapping[str, Any]) -> str:
+    new_primary = HostConnection.from_input(inputs["primary"]).host
+    old_primary = HostConnection.from_input(inputs["replica"]).host
+    return (
+        f"primary and replica of VM {inputs['vm_name']!r} are swapped: with on_direction_change 'refuse' "
+        "(the default) that would replace the relationship, i.e. delete it and start a new full initial "
+        "replication in the other direction. Set on_direction_change to 'planned_failover' to fail over "
+        f"instead: the VM is shut down on {old_primary} (it is off until it starts on {new_primary}), "
+        f"Start-VMFailover -Prepare runs there, Start-VMFailover on {new_primary}, Set-VMReplication "
+        f"-Reverse to {old_primary}, and the VM starts on {new_primary} (start_vm_after_failover); no new "
+        "initial replication"
+    )
+
+
+class PlannedFailover:
+    """The planned failover of one relationship to its old replica host, as Windows requires it (§3.4 flow
+    4). Each step runs only when the hosts' states say it is still to do, so a re-run after a failure
+    half-way continues where it stopped; a failure says which steps are done and how to go back."""
+
+    def __init__(self, olds: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+        self.inputs = inputs
+        self.old_primary, self.new_primary = _session(olds, "primary"), _session(inputs, "primary")
+        self.vm_id = _vm_id(olds, self.old_primary)
+        self.label = f"planned failover of VM {inputs['vm_name']!r} (id {self.vm_id})"
+        self.done: list[str] = []
+
+    def run(self) -> dict[str, Any]:
+        old, new, vm_id = self.old_primary, self.new_primary, self.vm_id
+        step = f"reading the VM's replication on {old.host} and {new.host}"
+        try:
+            old_leg = hv.find_replication(hv.vm_replications(old, vm_id), vm_id, "Primary")
+            new_legs = hv.vm_replications(new, vm_id)
+            if hv.find_replication(new_legs, vm_id, "Primary") is None:
+                new_leg = hv.find_replication(new_legs, vm_id, "Replica")
+                if new_leg is None or new_leg.state not in hv.FAILED_OVER_STATES:
+                    if old_leg is None or old_leg.state != "PreparedForFailover":
+                        step = f"shutting the VM down on {old.host} and Start-VMFailover -Prepare"
+                        self._run(old, *hv.prepare_failover_cmds(vm_id))
+                    step = f"Start-VMFailover on {new.host}"
+                    self._run(new, hv.failover_cmd(vm_id))
+                step = f"Set-VMReplication -Reverse on {new.host}"
+                self._run(new, hv.reverse_cmd(vm_id, settings_from(self.inputs)))
+            if self.inputs.get("start_vm_after_failover", True):
+                vm = hv.find_vm(new, vm_id)
+                if vm is not None and vm.state != "Running":
+                    step = f"Start-VM on {new.host}"
+                    self._run(new, [hv.vm_by_id(vm_id), cmd("Start-VM", ErrorAction="Stop")])
+            step = f"reading the reversed replication on {new.host}"
+            leg = _primary_leg(hv.vm_replications(new, vm_id), vm_id, new.host)
+            if self.inputs.get("wait_for_initial_replication"):
+                step = f"waiting for Replicating on {new.host}"
+                leg = wait_until_replicating(new, self.inputs, leg)
+        except RemoteError as failed:
+            raise self._stopped(step, failed) from failed
+        return observed(self.inputs, leg)
+
+    def _run(self, session: Session, *statements: Sequence[Any]) -> None:
+        session.run(*statements).raise_errors()
+        self.done.append(" | ".join(c.name for st in statements for c in st if c.name != "Get-VM"))
+
+    def _stopped(self, step: str, failed: RemoteError) -> RemoteError:
+        old, new = self.old_primary.host, self.new_primary.host
+        done = "; ".join(self.done) or "nothing"
+        back = (
+            f"to go back instead, run `Get-VM -Id {self.vm_id} | Stop-VMFailover` on {new} (if it failed "
+            f"over) and on {old} (if it was prepared), then `Start-VM` there, and restore primary/replica in "
+            "the program"
+        )
+        return type(failed)(
+            f"{self.label} stopped at: {step}: {failed.remote_message}. Done before: {done}. The VM is off "
+            f"until the failover completes. Run `pulumi up` again to continue from this step; {back}",
+            cmdlet=failed.cmdlet,
+            fq_error_id=failed.fq_error_id,
+            category=failed.category,
+            host=failed.host,
+        )
 
 
 def _set_suspended(
@@ -620,6 +729,12 @@ class ReplicationRelationshipArgs:
     resynchronize: pulumi.Input[str] | None = None
     """`when_required` (default): resume a leg that needs it with `Resume-VMReplication -Resynchronize`;
     `never`: refuse, with the command to run at a time that suits."""
+    on_direction_change: pulumi.Input[str] | None = None
+    """What swapping `primary` and `replica` (same VM) does: `refuse` (default; check fails, since it would
+    be a replace with a new full initial replication) or `planned_failover` (an update: shut the VM down on
+    the old primary, fail over to the old replica and reverse replication; the VM is off in between)."""
+    start_vm_after_failover: pulumi.Input[bool] | None = None
+    """Start the VM on the new primary after a planned failover (default true)."""
 
 
 class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRelationship"):

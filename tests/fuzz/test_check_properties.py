@@ -225,6 +225,10 @@ def replication_relationship() -> st.SearchStrategy[dict[str, Any]]:
             "initial_replication": st.sampled_from(["network", "none"]),
             "initial_replication_timeout_sec": st.integers(1, 5000),
             "delete_replica_vm_on_destroy": st.booleans(),
+            "suspended": st.booleans(),
+            "resynchronize": st.sampled_from(["when_required", "never"]),
+            "on_direction_change": st.sampled_from(["refuse", "planned_failover"]),
+            "start_vm_after_failover": st.booleans(),
         },
     )
 
