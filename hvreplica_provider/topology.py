@@ -151,6 +151,15 @@ def validate(
         )
 
 
+def _flipped_alias(name: str, replica: str, vm: str, declared: set[str]) -> list[pulumi.Alias]:
+    """The name the relationship has with its flow's direction flipped, as an alias: flipping is then an
+    update of this relationship (a planned failover when on_direction_change allows it, refused by check
+    otherwise), never a delete plus a new initial replication. Not when a VM of that name replicates the
+    other way too (two resources cannot claim each other's names)."""
+    flipped = relationship_key(replica, vm)
+    return [] if flipped in declared else [pulumi.Alias(name=f"{name}-repl-{flipped}")]
+
+
 def partners(fqdn: str, flows: Sequence[ReplicationFlow]) -> list[str]:
     """Hosts that share a flow with `fqdn` in either direction, in first-seen order (lower-case)."""
     out: list[str] = []
@@ -211,6 +220,7 @@ class ReplicaTopology(pulumi.ComponentResource):
             for fqdn, host in by_fqdn.items()
         }
         self.relationships = {}
+        declared = {relationship_key(flow.primary, vm) for flow in flows for vm in flow.vms}
         for flow in flows:
             primary, replica = by_fqdn[flow.primary.lower()], by_fqdn[flow.replica.lower()]
             for vm in flow.vms:
@@ -228,7 +238,11 @@ class ReplicaTopology(pulumi.ComponentResource):
                         replica_port=options.certificate_port,
                         **options.relationship,
                     ),
-                    pulumi.ResourceOptions(parent=self, depends_on=[self.servers[replica.fqdn.lower()]]),
+                    pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=[self.servers[replica.fqdn.lower()]],
+                        aliases=_flipped_alias(name, replica.fqdn, vm, declared),
+                    ),
                 )
         self.register_outputs(
             {
