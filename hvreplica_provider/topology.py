@@ -252,9 +252,16 @@ class ReplicaTopology(pulumi.ComponentResource):
         )
 
     def replication_summary(self) -> dict[str, pulumi.Output[dict[str, Any]]]:
-        """State, health and replica of every relationship (public facts, safe to export)."""
+        """State, health, replica, last replication and Measure-VMReplication statistics of every
+        relationship (public facts, safe to export)."""
         return {
-            key: pulumi.Output.all(state=rel.state, health=rel.health, replica=rel.replica_server)
+            key: pulumi.Output.all(
+                state=rel.state,
+                health=rel.health,
+                replica=rel.replica_server,
+                last_replication_time=rel.last_replication_time,
+                statistics=rel.statistics,
+            )
             for key, rel in self.relationships.items()
         }
 

@@ -74,6 +74,11 @@ def test_planned_failover_flip_and_flip_back(tmp_path: Path) -> None:
         wait_replicating(lab, HOST1, ["db01"])
         flip.refresh()  # observed state, health and statistics are outputs: nothing to change after it
         flip.preview("--expect-no-changes").ok()
+        health = flip.outputs()["replication"][f"{HOST1}/db01"]
+        assert health["health"] == "Normal" and health["last_replication_time"]
+        assert {"successful_replications", "missed_replications", "pending_size_bytes"} <= set(
+            health["statistics"]
+        )
 
         key = "hvreplica-planned-failover"
         flip.write_config(base | {f"{key}:primary": HOST2, f"{key}:replica": HOST1})
