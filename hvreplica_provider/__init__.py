@@ -47,6 +47,11 @@ if TYPE_CHECKING:
         ReplicationRelationshipArgs,
         ReplicationRelationshipProvider,
     )
+    from hvreplica_provider.resources.replication_wait import (
+        InitialReplicationWait,
+        InitialReplicationWaitArgs,
+        InitialReplicationWaitProvider,
+    )
     from hvreplica_provider.resources.test_failover import (
         TestFailover,
         TestFailoverArgs,
@@ -101,6 +106,11 @@ _MODULES = {
         "ReplicationRelationshipArgs",
         "ReplicationRelationshipProvider",
     ),
+    "hvreplica_provider.resources.replication_wait": (
+        "InitialReplicationWait",
+        "InitialReplicationWaitArgs",
+        "InitialReplicationWaitProvider",
+    ),
     "hvreplica_provider.resources.test_failover": (
         "TestFailover",
         "TestFailoverArgs",
@@ -130,6 +140,9 @@ __all__ = [
     "HostConnection",
     "HostConnectionArgs",
     "InitialReplicationMode",
+    "InitialReplicationWait",
+    "InitialReplicationWaitArgs",
+    "InitialReplicationWaitProvider",
     "PfxEncryption",
     "RelationshipAuthentication",
     "ReplicaServer",

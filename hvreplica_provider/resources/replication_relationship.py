@@ -510,34 +510,72 @@ def wait_until_replicating(
     poll_sec: float | None = None,
 ) -> hv.VMReplicationInfo:
     """Poll until the primary leg is Replicating, printing progress; time out with a clear error."""
-    poll_sec = POLL_INTERVAL_SEC if poll_sec is None else poll_sec
-    timeout = float(inputs.get("initial_replication_timeout_sec") or DEFAULT_WAIT_TIMEOUT_SEC)
-    started = time.monotonic()
     label = f"ReplicationRelationship {info.vm_name!r} ({session.host} -> {inputs['replica_server_fqdn']})"
-    while info.state != "Replicating":
+    timeout = float(inputs.get("initial_replication_timeout_sec") or DEFAULT_WAIT_TIMEOUT_SEC)
+    first = {info.vm_id: info}
+
+    def poll() -> dict[str, hv.VMReplicationInfo]:
+        if first:
+            return {info.vm_id: first.pop(info.vm_id)}  # the leg just read: no second query for it
+        return {info.vm_id: _primary_leg(hv.vm_replications(session, info.vm_id), info.vm_id, session.host)}
+
+    legs = wait_all_replicating(session.host, label, poll, timeout, sleep=sleep, poll_sec=poll_sec)
+    return legs[info.vm_id]
+
+
+# States an initial replication does not leave on its own.
+STOPPED_STATES = ("Error", "Disabled", "WaitingForStartResynchronize")
+
+
+def _by_name(leg: hv.VMReplicationInfo) -> str:
+    return leg.vm_name
+
+
+def wait_all_replicating(
+    host: str,
+    label: str,
+    poll: Callable[[], dict[str, hv.VMReplicationInfo]],
+    timeout: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_sec: float | None = None,
+) -> dict[str, hv.VMReplicationInfo]:
+    """Call `poll` (the primary legs of the awaited VMs by id, from one query) until every leg is
+    Replicating, printing progress; a leg that stopped, or the timeout, is a clear error."""
+    poll_sec = POLL_INTERVAL_SEC if poll_sec is None else poll_sec
+    started = time.monotonic()
+    while True:
+        legs = poll()
         elapsed = time.monotonic() - started
+        waiting = sorted((leg for leg in legs.values() if leg.state != "Replicating"), key=_by_name)
+        if not waiting:
+            health = sorted({leg.health for leg in legs.values()})
+            print(f"{label}: Replicating, health {', '.join(health)}", flush=True)
+            return legs
+        shown = ", ".join(f"{leg.vm_name} {leg.state}" for leg in waiting[:5])
         print(
-            f"{label}: initial replication {info.state}, health {info.health}, {elapsed:.0f}s elapsed",
+            f"{label}: initial replication {len(legs) - len(waiting)}/{len(legs)} done; waiting for {shown}"
+            f"{' ...' if len(waiting) > 5 else ''}, {elapsed:.0f}s elapsed",
             flush=True,
         )
-        if info.state in ("Error", "Disabled", "WaitingForStartResynchronize"):
+        stopped = [leg for leg in waiting if leg.state in STOPPED_STATES]
+        if stopped:
+            leg = stopped[0]
             raise InvalidState(
-                f"initial replication of VM {info.vm_name!r} stopped in state {info.state} "
-                f"(health {info.health}); check Measure-VMReplication on the primary",
+                f"initial replication of VM {leg.vm_name!r} stopped in state {leg.state} "
+                f"(health {leg.health}); check Measure-VMReplication on the primary",
                 cmdlet="Start-VMInitialReplication",
-                host=session.host,
+                host=host,
             )
         if elapsed + poll_sec > timeout:
             raise InvalidState(
-                f"initial replication of VM {info.vm_name!r} is still {info.state} after {timeout:.0f}s; "
-                "raise initial_replication_timeout_sec or set wait_for_initial_replication to false",
+                f"initial replication of VM {waiting[0].vm_name!r} is still {waiting[0].state} after "
+                f"{timeout:.0f}s; raise initial_replication_timeout_sec or set wait_for_initial_replication "
+                "to false",
                 cmdlet="Get-VMReplication",
-                host=session.host,
+                host=host,
             )
         sleep(poll_sec)
-        info = _primary_leg(hv.vm_replications(session, info.vm_id), info.vm_id, session.host)
-    print(f"{label}: Replicating, health {info.health}", flush=True)
-    return info
 
 
 def _session(inputs: Mapping[str, Any], key: str) -> Session:

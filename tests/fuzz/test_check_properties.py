@@ -30,6 +30,7 @@ from hvreplica_provider.resources.certificate_authority import CertificateAuthor
 from hvreplica_provider.resources.host_certificate import HostCertificateProvider
 from hvreplica_provider.resources.replica_server import ReplicaServerProvider
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
+from hvreplica_provider.resources.replication_wait import InitialReplicationWaitProvider
 from hvreplica_provider.resources.test_failover import TestFailoverProvider
 
 FQDN = "hv1.contoso.com"
@@ -244,6 +245,14 @@ def drill_inputs() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def replication_wait() -> st.SearchStrategy[dict[str, Any]]:
+    vm_ids = st.sampled_from(["0b0e7c9e-6f53-4d7c-9f3c-3d2c1a0e9b11", "2F1C7C0A-1A7E-4A34-8F7E-0C6A4D9E5B21"])
+    return both(
+        {"connection": connection(), "vm_ids": st.lists(vm_ids)},
+        {"timeout_sec": st.integers(1, 5000)},
+    )
+
+
 # ------------------------------------------------------------------------------------------------- checks
 
 
@@ -319,3 +328,4 @@ test_replication_relationship_check = property_test(
     ReplicationRelationshipProvider(), replication_relationship()
 )
 test_test_failover_check = property_test(TestFailoverProvider(), drill_inputs())
+test_replication_wait_check = property_test(InitialReplicationWaitProvider(), replication_wait())
