@@ -236,6 +236,12 @@ class VirtualMachine:
     uptime_started: datetime | None = None
     network_adapters: list[NetworkAdapter] = field(default_factory=lambda: [NetworkAdapter()])
     test_of: str = ""  # a test failover VM: the id of the replica VM it was made from
+    # A replica VM's extended leg to a third host (it sends like a primary leg, hence mode "Primary").
+    extended: Replication | None = None
+
+    def legs(self) -> list[Replication]:
+        """Its replication legs on this host: the simple one, then the extended one."""
+        return [leg for leg in (self.replication, self.extended) if leg is not None]
 
     @property
     def replication_mode(self) -> str:
@@ -273,6 +279,7 @@ class VirtualMachine:
             "uptime_started": _iso(self.uptime_started),
             "network_adapters": [asdict(a) for a in self.network_adapters],
             "test_of": self.test_of,
+            "extended": self.extended.to_dict() if self.extended else None,
         }
 
     @classmethod
@@ -292,6 +299,7 @@ class VirtualMachine:
             uptime_started=_from_iso(data.get("uptime_started")),
             network_adapters=[NetworkAdapter(**a) for a in data.get("network_adapters", [{}])],
             test_of=data.get("test_of", ""),
+            extended=Replication.from_dict(data["extended"]) if data.get("extended") else None,
         )
 
 

@@ -108,7 +108,7 @@ def start_vm_failover(ctx: CmdletContext, args: BoundArguments) -> None:
 def _refusal(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine) -> ErrorRecord | None:
     """StartVMFailover.ValidateVirtualMachineAndReplicationState, in its order."""
     rep, mode = vm.replication, vm.replication_mode
-    if rep is None or mode not in ("Primary", "Replica"):
+    if rep is None or mode not in ("Primary", "Replica", "ExtendedReplica"):
         return not_applicable(ctx, vm)
     if mode == "Primary":
         if args.get("AsTest") or "VMRecoverySnapshot" in args:
@@ -120,7 +120,8 @@ def _refusal(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine) -> Er
             return invalid_state(ctx, vm)
         return _object_state_error(ctx) if vm.state != "Off" else None
     if args.get("Prepare"):
-        return invalid_state(ctx, vm)  # -Prepare on a replica targets its extended leg, which it lacks
+        # On a replica, -Prepare targets its extended leg (not emulated); an extended replica has none.
+        return invalid_state(ctx, vm) if mode == "Replica" else not_applicable(ctx, vm)
     if vm.state != "Off":
         return _object_state_error(ctx)
     if rep.state not in FAILOVER_STATES or rep.last_replication_time is None:
@@ -199,7 +200,7 @@ def stop_vm_failover(ctx: CmdletContext, args: BoundArguments) -> None:
     hyperv, now = ctx.host.hyperv, ctx.lab.now()
     for vm in select_vms(ctx, args):
         rep = vm.replication
-        if rep is None or vm.replication_mode not in ("Primary", "Replica"):
+        if rep is None or vm.replication_mode not in ("Primary", "Replica", "ExtendedReplica"):
             ctx.write_error(not_applicable(ctx, vm))
             continue
         test_vm = hyperv.vm_by_id(rep.test_vm_id) if rep.test_vm_id else None
@@ -236,7 +237,7 @@ def complete_vm_failover(ctx: CmdletContext, args: BoundArguments) -> None:
         if not ctx.should_process(vm.name, "Complete-VMFailover"):
             continue
         rep = vm.replication
-        if rep is None or rep.mode != "Replica":
+        if rep is None or rep.mode not in ("Replica", "ExtendedReplica"):
             ctx.write_error(not_applicable(ctx, vm))
             continue
         if rep.state != "FailedOverWaitingCompletion":

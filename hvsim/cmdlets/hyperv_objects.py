@@ -233,23 +233,34 @@ def vm_object(hyperv: HyperVHost, vm: VirtualMachine, now: datetime) -> Any:
     )
 
 
+def leg_mode(vm: VirtualMachine, rep: Replication) -> str:
+    """The ReplicationMode a leg shows: the VM's own (Replica) for its extended leg, which hvsim keeps as a
+    sending ("Primary") leg."""
+    return vm.replication_mode if rep is vm.extended else rep.mode
+
+
+def leg_type(vm: VirtualMachine, rep: Replication) -> str:
+    return "Extended" if rep is vm.extended else "Simple"
+
+
 def _replication_identity(hyperv: HyperVHost, vm: VirtualMachine, rep: Replication) -> dict[str, Any]:
     """The leading properties VMReplication and VMReplicationHealth share, in their order."""
     return {
         **_identity(hyperv, vm),
-        "ReplicationMode": VMReplicationMode[rep.mode],
+        "ReplicationMode": VMReplicationMode[leg_mode(vm, rep)],
         "ReplicationState": VMReplicationState[rep.state],
         "ReplicationHealth": VMReplicationHealthState[rep.health],
-        "ReplicationRelationshipType": VMReplicationRelationshipType["Simple"],
+        "ReplicationRelationshipType": VMReplicationRelationshipType[leg_type(vm, rep)],
         "PrimaryServerName": rep.primary_server_name,
         "ReplicaServerName": rep.settings.replica_server_name,
         "CurrentReplicaServerName": rep.settings.replica_server_name,
     }
 
 
-def replication_object(hyperv: HyperVHost, vm: VirtualMachine) -> Any:
-    """A `VMReplication` (Get-VMReplication, -Passthru of the replication cmdlets)."""
-    rep = vm.replication
+def replication_object(hyperv: HyperVHost, vm: VirtualMachine, leg: Replication | None = None) -> Any:
+    """A `VMReplication` (Get-VMReplication, -Passthru of the replication cmdlets) of the leg `leg`, the
+    simple one by default."""
+    rep = leg or vm.replication
     assert rep is not None  # callers select replication-enabled VMs
     s = rep.settings
     excluded = set(s.excluded_disks)  # the stored paths, exactly (Enable-VMReplication checked them so)
@@ -277,7 +288,9 @@ def replication_object(hyperv: HyperVHost, vm: VirtualMachine) -> Any:
         "InitialReplicationStartTime": _optional_time(rep.initial_replication_start_time),
         "ResynchronizeStartTime": None,
         "LastReplicationTime": _optional_time(rep.last_replication_time),
-        "LastAppliedLogTime": _optional_time(rep.last_replication_time if rep.mode == "Replica" else None),
+        "LastAppliedLogTime": _optional_time(
+            rep.last_replication_time if rep.mode in ("Replica", "ExtendedReplica") else None
+        ),
         "TestVirtualMachine": _test_vm_text(hyperv, rep),
     }
     return dotnet_object(VM_REPLICATION_TN, props, to_string=f"VMReplication (VMName = '{vm.name}')")
@@ -288,9 +301,11 @@ def _test_vm_text(hyperv: HyperVHost, rep: Replication) -> str | None:
     return f"VirtualMachine (Name = '{test_vm.name}') [Id = '{test_vm.id}']" if test_vm else None
 
 
-def replication_health_object(hyperv: HyperVHost, vm: VirtualMachine, now: datetime) -> Any:
-    """A `VMReplicationHealth` (Measure-VMReplication)."""
-    rep = vm.replication
+def replication_health_object(
+    hyperv: HyperVHost, vm: VirtualMachine, now: datetime, leg: Replication | None = None
+) -> Any:
+    """A `VMReplicationHealth` (Measure-VMReplication) of the leg `leg`, the simple one by default."""
+    rep = leg or vm.replication
     assert rep is not None
     st = rep.stats
     average_bytes = st.total_bytes // st.successful if st.successful else 0

@@ -61,11 +61,14 @@ from hvsim.cmdlets.hyperv_objects import (
     VMReplicationMode,
     VMReplicationRelationshipType,
     VMReplicationState,
+    leg_mode,
+    leg_type,
     replication_health_object,
     replication_object,
 )
 from hvsim.hyperv import (
     ANY_SERVER,
+    DEFAULT_FREQUENCY_SEC,
     Replication,
     ReplicationSettings,
     ReplicationStats,
@@ -273,12 +276,11 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         if vm.replication_mode == "Primary":
             ctx.write_error(already_enabled(ctx, vm))
             continue
-        if vm.replication_mode != "None":
-            message = (
-                f"Virtual machine '{vm.name}' is a {vm.replication_mode} virtual machine; extended "
-                "replication is not emulated by hvsim."
-            )
-            ctx.write_error(hyperv_error(ctx, OPERATION_FAILED, message))
+        if vm.replication_mode == "Replica":
+            _enable_extended(ctx, args, vm, now)
+            continue
+        if vm.replication_mode != "None":  # TestReplica, ExtendedReplica (EnableVMReplication.cs)
+            ctx.write_error(not_applicable(ctx, vm))
             continue
         settings = _settings_from(args, ReplicationSettings("", 0, "Kerberos"))
         if not _check_excluded(ctx, vm, settings) or not ctx.should_process(vm.name, "Enable-VMReplication"):
@@ -301,6 +303,51 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             ctx.write_output(replication_object(ctx.host.hyperv, vm))
 
 
+EXTENDED_FREQUENCIES = (300, 900)
+
+
+def _enable_extended(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine, now: datetime) -> None:
+    """§3.4 flow 6: Enable-VMReplication of a Replica VM makes its extended leg to a third host (hvsim makes
+    there a VM in mode ExtendedReplica). Rules: 300 or 900 s and not more frequent than the leg it receives
+    (SetVMReplication.ValidateAndSetReplicationFrequency), no application-consistent points, no disk
+    selection (hyperv-replica reference §2.3, §3.4)."""
+    rep = vm.replication
+    assert rep is not None
+    if vm.extended is not None:
+        ctx.write_error(already_enabled(ctx, vm))
+        return
+    frequency = args.get("ReplicationFrequencySec", DEFAULT_FREQUENCY_SEC)
+    if frequency not in EXTENDED_FREQUENCIES or frequency < rep.settings.frequency_sec:
+        message = (
+            "The replication frequency is not valid for extended replication: use 300 or 900 seconds, and "
+            f"not more often than the replication it extends ({rep.settings.frequency_sec} seconds)."
+        )
+        ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+        return
+    for refused in ("VSSSnapshotFrequencyHour", "ExcludedVhdPath"):
+        if refused in args:
+            message = f"'{refused}' is not applicable to the extended replication of '{vm.name}'."
+            ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+            return
+    settings = _settings_from(args, ReplicationSettings("", 0, "Kerberos"))
+    if not ctx.should_process(vm.name, "Enable-VMReplication"):
+        return
+    target = _connect(ctx, vm, settings, now, "enable extended replication for")
+    if target is None or not _create_replica_vm(ctx, vm, settings, target, now, mode="ExtendedReplica"):
+        return
+    vm.extended = Replication(
+        mode="Primary",
+        state="ReadyForInitialReplication",
+        health="Warning",
+        primary_server_name=ctx.host.fqdn,
+        settings=settings,
+        stats=ReplicationStats(monitoring_start=now),
+    )
+    refresh_health(vm.extended, now)
+    if args.get("PassThru"):
+        ctx.write_output(replication_object(ctx.host.hyperv, vm, vm.extended))
+
+
 def already_enabled(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
     message = (
         f"Replication has already been enabled on virtual machine '{vm.name}'. Please use the "
@@ -315,6 +362,7 @@ def _create_replica_vm(
     settings: ReplicationSettings,
     target: ReplicationTarget,
     now: datetime,
+    mode: str = "Replica",
 ) -> bool:
     """§3.2 #1: the replica VM appears at once on the replica server (same VMId) under the storage path of
     the authorization entry that admitted the primary; a VM prepared with -AsReplica is used as it is."""
@@ -353,7 +401,7 @@ def _create_replica_vm(
         )
         replica.files.make_dirs(disks_dir)
         replica.files.make_dirs(f"{root}\\Virtual Machines")
-    _make_replica_leg(ctx, existing, settings, target, now, replicated=False)
+    _make_replica_leg(ctx, existing, settings, target, now, replicated=False, mode=mode)
     return True
 
 
@@ -365,11 +413,12 @@ def _make_replica_leg(
     now: datetime,
     *,
     replicated: bool,
+    mode: str = "Replica",
 ) -> None:
     """The replica side of a relationship fed by this host, admitted by `target`'s authorization entry:
     waiting for its initial replication, or (a planned reverse) already in step with the primary."""
     replica_vm.replication = Replication(
-        mode="Replica",
+        mode=mode,
         state="Replicating" if replicated else "WaitingForInitialReplication",
         health="Warning",
         primary_server_name=ctx.host.fqdn,
@@ -615,12 +664,12 @@ def _query(ctx: CmdletContext, args: BoundArguments, missing: ErrorKind) -> list
             if explicit:
                 ctx.write_error(not_enabled(ctx, vm, missing))
             continue
-        if vm not in selected and _filters_match(args, vm.replication):
+        if vm not in selected and any(_filters_match(args, vm, leg) for leg in vm.legs()):
             selected.append(vm)
     return selected
 
 
-def _filters_match(args: BoundArguments, rep: Replication) -> bool:
+def _filters_match(args: BoundArguments, vm: VirtualMachine, rep: Replication) -> bool:
     checks = (
         ("ReplicaServerName", rep.settings.replica_server_name),
         ("PrimaryServerName", rep.primary_server_name),
@@ -633,8 +682,8 @@ def _filters_match(args: BoundArguments, rep: Replication) -> bool:
     enums = (
         ("ReplicationState", rep.state),
         ("ReplicationHealth", rep.health),
-        ("ReplicationMode", rep.mode),
-        ("ReplicationRelationshipType", "Simple"),
+        ("ReplicationMode", leg_mode(vm, rep)),
+        ("ReplicationRelationshipType", leg_type(vm, rep)),
     )
     return all(args.get(name) is None or args[name].name == value for name, value in enums)
 
@@ -642,14 +691,18 @@ def _filters_match(args: BoundArguments, rep: Replication) -> bool:
 @cmdlet("Get-VMReplication", f"{COMMANDS}.GetVMReplication", _query_params(), default_set="VMName")
 def get_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     for vm in _query(ctx, args, OPERATION_FAILED):  # GetVMReplication.cs: CreateOperationFailedException
-        ctx.write_output(replication_object(ctx.host.hyperv, vm))
+        for leg in vm.legs():
+            if _filters_match(args, vm, leg):
+                ctx.write_output(replication_object(ctx.host.hyperv, vm, leg))
 
 
 @cmdlet("Measure-VMReplication", f"{COMMANDS}.MeasureVMReplication", _query_params(), default_set="VMName")
 def measure_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     now = ctx.lab.now()
     for vm in _query(ctx, args, OBJECT_NOT_FOUND):  # MeasureVMReplication.cs: CreateObjectNotFoundException
-        ctx.write_output(replication_health_object(ctx.host.hyperv, vm, now))
+        for leg in vm.legs():
+            if _filters_match(args, vm, leg):
+                ctx.write_output(replication_health_object(ctx.host.hyperv, vm, now, leg))
 
 
 # --- Remove-VMReplication -----------------------------------------------------------------------------------
@@ -687,8 +740,7 @@ def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         check_computer_name(ctx, args)
     for vm in find_vms(ctx, None, legs) if legs else select_vms(ctx, args):
         if relationship is not None and relationship.name == "Extended":
-            message = "'ReplicationRelationshipType' is applicable only on a replica virtual machine."
-            ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+            _remove_extended(ctx, args, vm)
             continue
         if vm.replication is None:  # RemoveVMReplication.cs: the invalid-state refusal, not "not enabled"
             ctx.write_error(invalid_state(ctx, vm))
@@ -703,29 +755,59 @@ def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             ctx.write_output(removed)
 
 
+def _remove_extended(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine) -> None:
+    """-ReplicationRelationshipType Extended: a replica VM's extended leg, on this host only."""
+    if vm.replication_mode != "Replica":
+        message = "'ReplicationRelationshipType' is applicable only on a replica virtual machine."
+        ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+        return
+    if vm.extended is None:
+        ctx.write_error(invalid_state(ctx, vm))
+        return
+    if not ctx.should_process(vm.name, "Remove-VMReplication"):
+        return
+    removed = replication_object(ctx.host.hyperv, vm, vm.extended)
+    vm.extended = None
+    if args.get("PassThru"):
+        ctx.write_output(removed)
+
+
 # --- lifecycle ----------------------------------------------------------------------------------------------
 
 
 def _lifecycle(
-    ctx: CmdletContext, args: BoundArguments, modes: tuple[str, ...], states: tuple[str, ...]
+    ctx: CmdletContext,
+    args: BoundArguments,
+    modes: tuple[str, ...],
+    states: tuple[str, ...],
+    *,
+    replica_sends: bool = False,
 ) -> list[tuple[VirtualMachine, Replication]]:
-    """The selected VMs, with their replication, whose mode and state accept this cmdlet (§3.3); errors for
-    the others."""
+    """The selected VMs, with the leg this cmdlet acts on, whose mode and state accept it (§3.3); errors for
+    the others. The leg is the extended one with -ReplicationRelationshipType Extended, or on a replica VM
+    for a cmdlet that only sends (`replica_sends`: Start-VMInitialReplication starts the extended leg's
+    copy); the simple one otherwise."""
+    relationship = args.values.get("ReplicationRelationshipType")  # not every lifecycle cmdlet has it
     accepted = []
     for vm in select_vms(ctx, args):
-        if vm.replication is None or vm.replication.state not in states:  # no replication: state Disabled
+        extended = (relationship is not None and relationship.name == "Extended") or (
+            replica_sends and vm.replication_mode == "Replica"
+        )
+        leg = vm.extended if extended else vm.replication
+        if leg is None or leg.state not in states:  # no replication: state Disabled
             ctx.write_error(invalid_state(ctx, vm))
-        elif vm.replication.mode not in modes:
+        elif leg.mode not in modes:
             ctx.write_error(not_applicable(ctx, vm))
         elif ctx.should_process(vm.name, ctx.spec.name):
-            accepted.append((vm, vm.replication))
+            accepted.append((vm, leg))
     return accepted
 
 
-def _begin(ctx: CmdletContext, vm: VirtualMachine, now: datetime, failure: str) -> bool:
-    """Start (or restart) initial replication; a failed connection check is this VM's error."""
+def _begin(ctx: CmdletContext, vm: VirtualMachine, rep: Replication, now: datetime, failure: str) -> bool:
+    """Start (or restart) initial replication on the leg `rep`; a failed connection check is this VM's
+    error."""
     try:
-        begin_initial_replication(ctx.lab, ctx.host, vm, now)
+        begin_initial_replication(ctx.lab, ctx.host, vm, now, rep)
     except ReplicationCheckError as exc:
         connection_error(ctx, vm, exc, failure)
         return False
@@ -764,7 +846,7 @@ def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     if destination is not None and not ctx.host.files.is_dir(destination):
         message = f"Could not find a part of the path '{destination}'."  # hvsim's wording
         fail(ctx, OBJECT_NOT_FOUND, message)
-    for vm, rep in _lifecycle(ctx, args, ("Primary",), ("ReadyForInitialReplication",)):
+    for vm, rep in _lifecycle(ctx, args, ("Primary",), ("ReadyForInitialReplication",), replica_sends=True):
         if start is not None:
             rep.initial_replication_start_time = start  # the scheduler starts it then (state stays Ready)
         elif destination is not None:
@@ -776,7 +858,7 @@ def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
                 "Normal",
                 None,
             )
-        elif not _begin(ctx, vm, now, "start initial replication of"):
+        elif not _begin(ctx, vm, rep, now, "start initial replication of"):
             continue
         _passthru(ctx, args, vm)
 
@@ -862,7 +944,7 @@ def resume_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         if rep.mode == "Replica":
             rep.state = "Replicating" if rep.last_replication_time else "WaitingForInitialReplication"
         elif rep.last_replication_time is None:
-            if not _begin(ctx, vm, now, "resume replication of"):
+            if not _begin(ctx, vm, rep, now, "resume replication of"):
                 continue
         elif rep.state == "WaitingForStartResynchronize" and not args.get("Resynchronize"):
             # The cmdlet asks VMMS for Replicating (ResumeVMReplication.cs); VMMS needs the resync first.
