@@ -135,6 +135,7 @@ class VMReplicationInfo:
     settings: ReplicationSettings
     last_replication_time: str | None = None
     statistics: ReplicationStatistics | None = None  # when Measure-VMReplication ran in the same read
+    relationship_type: str = "Simple"  # Extended: a replica VM's leg to a third host
 
 
 # ----------------------------------------------------------------------------------------- server side
@@ -356,11 +357,7 @@ def parse_statistics(o: Any) -> ReplicationStatistics:
 def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
     """The VMReplication objects, each with the statistics of the VMReplicationHealth object of the same leg
     when the output holds one."""
-    statistics = {
-        (text(prop(o, "VMId")).lower(), text(prop(o, "ReplicationMode"))): parse_statistics(o)
-        for o in objects
-        if is_type(o, _HEALTH_TYPE)
-    }
+    statistics = {_leg_key(o): parse_statistics(o) for o in objects if is_type(o, _HEALTH_TYPE)}
     out = []
     for o in objects:
         if not is_type(o, _REPLICATION_TYPE) or is_type(o, _HEALTH_TYPE):
@@ -393,15 +390,34 @@ def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
                 replica_server=text(prop(o, "ReplicaServerName")),
                 settings=settings,
                 last_replication_time=text(last) if last is not None else None,
-                statistics=statistics.get((text(prop(o, "VMId")).lower(), text(prop(o, "ReplicationMode")))),
+                statistics=statistics.get(_leg_key(o)),
+                relationship_type=text(prop(o, "ReplicationRelationshipType")) or "Simple",
             )
         )
     return out
 
 
+def _leg_key(o: Any) -> tuple[str, str, str]:
+    """What tells the legs of one host apart: VM id, mode and relationship type."""
+    kind = text(prop(o, "ReplicationRelationshipType")) or "Simple"
+    return text(prop(o, "VMId")).lower(), text(prop(o, "ReplicationMode")), kind
+
+
 def find_replication(infos: Sequence[VMReplicationInfo], vm_id: str, mode: str) -> VMReplicationInfo | None:
-    """The leg in `mode` (Primary or Replica) of the VM with this id."""
-    return next((i for i in infos if i.vm_id == vm_id and i.mode == mode), None)
+    """The (simple) leg in `mode` (Primary or Replica) of the VM with this id."""
+    return next(
+        (i for i in infos if i.vm_id == vm_id and i.mode == mode and i.relationship_type == "Simple"), None
+    )
+
+
+def find_sending_leg(
+    infos: Sequence[VMReplicationInfo], vm_id: str, extended: bool
+) -> VMReplicationInfo | None:
+    """The leg a relationship manages: the VM's primary leg, or with `extended` a replica VM's extended
+    leg (which shows the VM's mode, Replica, with relationship type Extended)."""
+    if extended:
+        return next((i for i in infos if i.vm_id == vm_id and i.relationship_type == "Extended"), None)
+    return find_replication(infos, vm_id, "Primary")
 
 
 def vm_replications(session: Session, vm_id: str) -> list[VMReplicationInfo]:
@@ -550,13 +566,36 @@ def reverse_cmd(vm_id: str, settings: ReplicationSettings) -> Statement:
     return [vm_by_id(vm_id), reverse]
 
 
-def suspend_cmd(vm_id: str) -> Statement:
-    return [vm_by_id(vm_id), cmd("Suspend-VMReplication", ErrorAction="Stop")]
+def _relationship(extended: bool) -> str | None:
+    return "Extended" if extended else None  # -ReplicationRelationshipType: Simple when left out
 
 
-def resume_cmd(vm_id: str, *, resynchronize: bool) -> Statement:
-    resume = cmd("Resume-VMReplication", Resynchronize=resynchronize or None, ErrorAction="Stop")
+def suspend_cmd(vm_id: str, *, extended: bool = False) -> Statement:
+    relationship = _relationship(extended)
+    suspend = cmd("Suspend-VMReplication", ReplicationRelationshipType=relationship, ErrorAction="Stop")
+    return [vm_by_id(vm_id), suspend]
+
+
+def resume_cmd(vm_id: str, *, resynchronize: bool, extended: bool = False) -> Statement:
+    resume = cmd(
+        "Resume-VMReplication",
+        ReplicationRelationshipType=_relationship(extended),
+        Resynchronize=resynchronize or None,
+        ErrorAction="Stop",
+    )
     return [vm_by_id(vm_id), resume]
+
+
+def remove_extended_replication(session: Session, vm_id: str) -> None:
+    """Remove only the extended leg of the replica VM with this id (its first leg stays): its VMReplication
+    object, picked by Get-VMReplication -ReplicationRelationshipType, piped to Remove-VMReplication (whose
+    own -ReplicationRelationshipType exists with -VMName only, RemoveVMReplication.cs). Already gone is
+    success."""
+    extended = cmd("Get-VMReplication", ReplicationRelationshipType="Extended")
+    result = session.run([vm_by_id(vm_id), extended, cmd("Remove-VMReplication")])
+    for error in result.errors:
+        if not (isinstance(error, NotFound) or is_not_enabled(error)):
+            raise error
 
 
 def remove_replication(session: Session, vm_id: str) -> VirtualMachineRef | None:

@@ -247,7 +247,11 @@ class VirtualMachine:
     def replication_mode(self) -> str:
         if self.test_of:
             return "TestReplica"
-        return self.replication.mode if self.replication else "None"
+        if self.replication is None:
+            # Still the source of an extended leg once its first leg is removed here (what Windows shows then
+            # is not recorded): never a VM without replication that could be deleted as unused.
+            return "Replica" if self.extended else "None"
+        return self.replication.mode
 
     @property
     def replication_state(self) -> str:

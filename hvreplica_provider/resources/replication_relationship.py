@@ -63,7 +63,7 @@ POLL_INTERVAL_SEC = 2.0
 SECRET_INPUTS = tuple(
     f"{side}.{name}" for side in ("primary", "replica") for name in CONNECTION_SECRET_FIELDS
 )
-REPLACE_KEYS = ("vm_name", "replica_server_fqdn", "excluded_vhd_paths")
+REPLACE_KEYS = ("vm_name", "replica_server_fqdn", "excluded_vhd_paths", "extended")
 # Settings Set-VMReplication changes in place (the names of ReplicationSettings).
 SETTING_KEYS = (
     "authentication",
@@ -117,7 +117,11 @@ _DEFAULTS: dict[str, Any] = {
     "resynchronize": "when_required",
     "on_direction_change": "refuse",
     "start_vm_after_failover": True,
+    "extended": False,
 }
+# Extended replication (hyperv-replica reference §2.3, §3.4 flow 6): 5 or 15 minutes, no VSS, no disk
+# selection; the leg may not be more frequent than the one it extends (the host refuses that at create).
+EXTENDED_FREQUENCIES = (300, 900)
 
 
 def settings_from(inputs: Mapping[str, Any]) -> hv.ReplicationSettings:
@@ -201,10 +205,13 @@ class ReplicationRelationshipProvider(ResourceProvider):
             "delete_replica_vm_on_destroy",
             "suspended",
             "start_vm_after_failover",
+            "extended",
         ):
             checked.boolean(key, default=_DEFAULTS[key])
         checked.choice("resynchronize", RESYNCHRONIZE_CHOICES, default="when_required")
         direction = checked.choice("on_direction_change", DIRECTION_CHOICES, default="refuse")
+        if checked.inputs.get("extended") is True:
+            _check_extended(checked)
         if direction == "refuse" and not checked.failures and swapped(_olds, checked.inputs):
             checked.add("on_direction_change", _swap_refusal(checked.inputs))
         _check_window(checked)
@@ -231,7 +238,8 @@ class ReplicationRelationshipProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = user_properties(props)
         session = _session(inputs, "primary")
-        vm_id = hv.resolve_vm(session, inputs["vm_name"]).vm_id  # the only lookup by name
+        # The only lookup by name: an extended relationship starts from the middle host's replica VM.
+        vm_id = hv.resolve_vm(session, inputs["vm_name"], replica=_extended(inputs)).vm_id
         initial = initial_from(inputs)
         excluded = hv.stored_disk_paths(session, vm_id, inputs.get("excluded_vhd_paths") or ())
         try:
@@ -244,7 +252,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
             if not hv.refused_by(refused, "EnableVMReplication"):
                 raise
             infos = _adopt(session, inputs, vm_id, initial, refused)
-        info = _primary_leg(infos, vm_id, session.host)
+        info = _primary_leg(infos, vm_id, session.host, _extended(inputs))
         if inputs.get("suspended"):
             info = _set_suspended(session, inputs, info)
         elif inputs.get("wait_for_initial_replication"):
@@ -259,7 +267,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
         session = _session(inputs, "primary")
         try:
             vm_id = _vm_id(outputs, session)
-            info = hv.find_replication(hv.vm_replications(session, vm_id), vm_id, "Primary")
+            info = hv.find_sending_leg(hv.vm_replications(session, vm_id), vm_id, _extended(inputs))
         except NotFound as missing:
             # Not "gone": the connection may point at the wrong host; say what to do, keep the state.
             raise NotFound(
@@ -290,7 +298,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
         statements = [hv.set_replication_cmd(vm_id, settings_from(inputs), changed)] if changed else []
         result = session.run(*statements, *hv.relationship_read_cmds(vm_id))
         result.raise_errors()
-        leg = _primary_leg(hv.parse_replications(result.output), vm_id, session.host)
+        leg = _primary_leg(hv.parse_replications(result.output), vm_id, session.host, _extended(inputs))
         if suspension:
             leg = _set_suspended(session, inputs, leg)
         return UpdateResult(observed(inputs, leg))
@@ -310,7 +318,9 @@ class ReplicationRelationshipProvider(ResourceProvider):
             return
         # Remove-VMReplication affects only the host it runs on, so both legs go at once.
         with ThreadPoolExecutor(max_workers=1) as background:
-            primary_removed = background.submit(hv.remove_replication, primary, vm_id)
+            # An extended relationship removes only the middle host's extended leg, never the first one.
+            remove = hv.remove_extended_replication if _extended(outputs) else hv.remove_replication
+            primary_removed = background.submit(remove, primary, vm_id)
             replica_vm = hv.remove_replication(replica, vm_id)
             primary_removed.result()
         # The replica VM goes only on request, and only once it has no replication left (an extended
@@ -424,7 +434,7 @@ def _set_suspended(
     if want == (leg.state in hv.SUSPENDED_STATES):
         return leg
     if want:
-        statement = hv.suspend_cmd(leg.vm_id)
+        statement = hv.suspend_cmd(leg.vm_id, extended=_extended(inputs))
     elif leg.state in hv.RESYNC_STATES and inputs.get("resynchronize") == "never":
         raise InvalidState(
             f"VM {leg.vm_name!r} needs a resynchronization (state {leg.state}) and resynchronize is 'never': "
@@ -435,10 +445,11 @@ def _set_suspended(
             host=session.host,
         )
     else:
-        statement = hv.resume_cmd(leg.vm_id, resynchronize=leg.state in hv.RESYNC_STATES)
+        resync = leg.state in hv.RESYNC_STATES
+        statement = hv.resume_cmd(leg.vm_id, resynchronize=resync, extended=_extended(inputs))
     result = session.run(statement, *hv.relationship_read_cmds(leg.vm_id))
     result.raise_errors()
-    return _primary_leg(hv.parse_replications(result.output), leg.vm_id, session.host)
+    return _primary_leg(hv.parse_replications(result.output), leg.vm_id, session.host, _extended(inputs))
 
 
 def _vm_id(outputs: Mapping[str, Any], primary: Session) -> str:
@@ -456,7 +467,7 @@ def _adopt(
 ) -> list[hv.VMReplicationInfo]:
     """The VM's primary leg when the refused enable found it already replicating to our replica."""
     infos = hv.vm_replications(session, vm_id)
-    leg = hv.find_replication(infos, vm_id, "Primary")
+    leg = hv.find_sending_leg(infos, vm_id, _extended(inputs))
     if leg is None:
         raise _explained(inputs, vm_id, refused)
     if leg.settings.replica_server_fqdn.lower() != inputs["replica_server_fqdn"].lower():
@@ -494,8 +505,15 @@ def _explained(inputs: Mapping[str, Any], vm_id: str, refused: RemoteError) -> R
     )
 
 
-def _primary_leg(infos: Sequence[hv.VMReplicationInfo], vm_id: str, host: str) -> hv.VMReplicationInfo:
-    info = hv.find_replication(infos, vm_id, "Primary")
+def _extended(inputs: Mapping[str, Any]) -> bool:
+    return inputs.get("extended") is True
+
+
+def _primary_leg(
+    infos: Sequence[hv.VMReplicationInfo], vm_id: str, host: str, extended: bool = False
+) -> hv.VMReplicationInfo:
+    """The leg the relationship manages (its primary leg, or the extended one), which must be there."""
+    info = hv.find_sending_leg(infos, vm_id, extended)
     if info is None:
         raise RemoteError(f"replication of VM {vm_id} is not visible after enabling it", host=host)
     return info
@@ -517,7 +535,8 @@ def wait_until_replicating(
     def poll() -> dict[str, hv.VMReplicationInfo]:
         if first:
             return {info.vm_id: first.pop(info.vm_id)}  # the leg just read: no second query for it
-        return {info.vm_id: _primary_leg(hv.vm_replications(session, info.vm_id), info.vm_id, session.host)}
+        legs = hv.vm_replications(session, info.vm_id)
+        return {info.vm_id: _primary_leg(legs, info.vm_id, session.host, _extended(inputs))}
 
     legs = wait_all_replicating(session.host, label, poll, timeout, sleep=sleep, poll_sec=poll_sec)
     return legs[info.vm_id]
@@ -596,6 +615,27 @@ def _norm(values: Mapping[str, Any], key: str) -> Any:
     if key == "excluded_vhd_paths":
         return sorted(v.lower() for v in value or [])
     return value
+
+
+def _check_extended(checked: CheckFailures) -> None:
+    """Windows' rules for an extended leg, and what this provider does not do with one."""
+    frequency = checked.inputs.get("frequency_sec")
+    known = not checked.failed("frequency_sec") and not is_unknown(frequency)
+    if known and frequency not in EXTENDED_FREQUENCIES:
+        checked.add(
+            "frequency_sec",
+            "extended replication runs every 300 or 900 seconds (and not more often than the replication it "
+            "extends); set frequency_sec to 300 or 900",
+        )
+    if checked.inputs.get("vss_snapshot_frequency_hour"):
+        checked.add("vss_snapshot_frequency_hour", "extended replication keeps no VSS copies; set it to 0")
+    if checked.inputs.get("excluded_vhd_paths"):
+        checked.add("excluded_vhd_paths", "extended replication sends the replica VM's disks; remove it")
+    if checked.inputs.get("on_direction_change") == "planned_failover":
+        checked.add(
+            "on_direction_change",
+            "a planned failover of an extended replication is not supported; fail over the first leg",
+        )
 
 
 def _check_thumbprint(checked: CheckFailures, auth: str | None) -> None:
@@ -773,6 +813,10 @@ class ReplicationRelationshipArgs:
     the old primary, fail over to the old replica and reverse replication; the VM is off in between)."""
     start_vm_after_failover: pulumi.Input[bool] | None = None
     """Start the VM on the new primary after a planned failover (default true)."""
+    extended: pulumi.Input[bool] | None = None
+    """Extended replication (default false): `primary` is then the host that holds the REPLICA VM (the
+    middle hop) and `replica` a third host; 300 or 900 s, no VSS, no excluded disks. Delete removes only the
+    middle host's extended leg."""
 
 
 class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRelationship"):

@@ -48,6 +48,7 @@ from hvsim.cmdlets.hyperv_common import (
     is_wildcard,
     not_applicable,
     not_enabled,
+    property_value,
     require_dns_name,
     select_vms,
     vm_failure,
@@ -738,8 +739,13 @@ def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     legs = args.get("VMReplication")
     if legs:
         check_computer_name(ctx, args)
-    for vm in find_vms(ctx, None, legs) if legs else select_vms(ctx, args):
-        if relationship is not None and relationship.name == "Extended":
+        # A piped VMReplication object is one leg: its relationship type says which.
+        chosen = [(vm, _is_extended_leg(leg)) for leg in legs for vm in find_vms(ctx, None, [leg])]
+    else:
+        extended = relationship is not None and relationship.name == "Extended"
+        chosen = [(vm, extended) for vm in select_vms(ctx, args)]
+    for vm, extended in chosen:
+        if extended:
             _remove_extended(ctx, args, vm)
             continue
         if vm.replication is None:  # RemoveVMReplication.cs: the invalid-state refusal, not "not enabled"
@@ -753,6 +759,10 @@ def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         vm.recovery_points.clear()
         if args.get("PassThru"):
             ctx.write_output(removed)
+
+
+def _is_extended_leg(leg: Any) -> bool:
+    return getattr(property_value(leg, "ReplicationRelationshipType"), "name", None) == "Extended"
 
 
 def _remove_extended(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine) -> None:
