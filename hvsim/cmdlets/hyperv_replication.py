@@ -291,17 +291,24 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             continue
         if not _create_replica_vm(ctx, vm, settings, target, now):
             continue
-        vm.replication = Replication(
-            mode="Primary",
-            state="ReadyForInitialReplication",
-            health="Warning",
-            primary_server_name=ctx.host.fqdn,
-            settings=settings,
-            stats=ReplicationStats(monitoring_start=now),
-        )
-        refresh_health(vm.replication, now)
+        vm.replication = _sending_leg(ctx, settings, now)
         if args.get("PassThru"):
             ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+def _sending_leg(ctx: CmdletContext, settings: ReplicationSettings, now: datetime) -> Replication:
+    """A new leg this host sends on (a primary leg, or a replica VM's extended leg), before its initial
+    replication (§3.2 #1)."""
+    leg = Replication(
+        mode="Primary",
+        state="ReadyForInitialReplication",
+        health="Warning",
+        primary_server_name=ctx.host.fqdn,
+        settings=settings,
+        stats=ReplicationStats(monitoring_start=now),
+    )
+    refresh_health(leg, now)
+    return leg
 
 
 EXTENDED_FREQUENCIES = (300, 900)
@@ -336,15 +343,7 @@ def _enable_extended(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachin
     target = _connect(ctx, vm, settings, now, "enable extended replication for")
     if target is None or not _create_replica_vm(ctx, vm, settings, target, now, mode="ExtendedReplica"):
         return
-    vm.extended = Replication(
-        mode="Primary",
-        state="ReadyForInitialReplication",
-        health="Warning",
-        primary_server_name=ctx.host.fqdn,
-        settings=settings,
-        stats=ReplicationStats(monitoring_start=now),
-    )
-    refresh_health(vm.extended, now)
+    vm.extended = _sending_leg(ctx, settings, now)
     if args.get("PassThru"):
         ctx.write_output(replication_object(ctx.host.hyperv, vm, vm.extended))
 
