@@ -60,8 +60,11 @@ class InitialReplicationWaitProvider(ResourceProvider):
         return checked.result()
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # A new VM is waited for by an update; the wait has nothing on a host to replace.
-        changed = changed_keys(olds, news, ("connection", "vm_ids", "timeout_sec"))
+        # A new VM is waited for by an update; the wait has nothing on a host to replace. Ids still unknown
+        # at preview belong to relationships being updated (same VMs): only known ids count, and `up`
+        # diffs again with them known.
+        keys = ["connection", "timeout_sec"] + ([] if contains_unknown(news.get("vm_ids")) else ["vm_ids"])
+        changed = changed_keys(olds, news, keys)
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pulumi.runtime.rpc import UNKNOWN
 
 from hvreplica_provider.remoting import REGISTRY, InvalidState
 from hvreplica_provider.resources import replication_relationship as rr
@@ -54,6 +55,11 @@ def test_one_query_per_poll_for_all_vms(lab: Lab, capsys: pytest.CaptureFixture[
     assert provider.diff(waited.id, waited.outs, wait_inputs(lab, vm_ids)).changes is False
     more = provider.diff(waited.id, waited.outs, wait_inputs(lab, vm_ids[:4]))
     assert more.changes and more.replaces == []
+    # At preview, ids of relationships being updated are unknown: the same VMs, no change shown.
+    assert (
+        provider.diff(waited.id, waited.outs, {**wait_inputs(lab, vm_ids), "vm_ids": UNKNOWN}).changes
+        is False
+    )
     for c in created:
         relationships.delete(c.id, c.outs)
 
