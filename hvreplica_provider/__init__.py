@@ -47,6 +47,16 @@ if TYPE_CHECKING:
         ReplicationRelationshipArgs,
         ReplicationRelationshipProvider,
     )
+    from hvreplica_provider.resources.replication_wait import (
+        InitialReplicationWait,
+        InitialReplicationWaitArgs,
+        InitialReplicationWaitProvider,
+    )
+    from hvreplica_provider.resources.test_failover import (
+        TestFailover,
+        TestFailoverArgs,
+        TestFailoverProvider,
+    )
     from hvreplica_provider.stack import ConfigError, export_stack_outputs, topology_from_config
     from hvreplica_provider.topology import (
         CertificateOptions,
@@ -96,6 +106,16 @@ _MODULES = {
         "ReplicationRelationshipArgs",
         "ReplicationRelationshipProvider",
     ),
+    "hvreplica_provider.resources.replication_wait": (
+        "InitialReplicationWait",
+        "InitialReplicationWaitArgs",
+        "InitialReplicationWaitProvider",
+    ),
+    "hvreplica_provider.resources.test_failover": (
+        "TestFailover",
+        "TestFailoverArgs",
+        "TestFailoverProvider",
+    ),
     "hvreplica_provider.stack": ("ConfigError", "export_stack_outputs", "topology_from_config"),
     "hvreplica_provider.topology": (
         "CertificateOptions",
@@ -120,6 +140,9 @@ __all__ = [
     "HostConnection",
     "HostConnectionArgs",
     "InitialReplicationMode",
+    "InitialReplicationWait",
+    "InitialReplicationWaitArgs",
+    "InitialReplicationWaitProvider",
     "PfxEncryption",
     "RelationshipAuthentication",
     "ReplicaServer",
@@ -134,6 +157,9 @@ __all__ = [
     "ReplicationRelationshipArgs",
     "ReplicationRelationshipProvider",
     "RsaBits",
+    "TestFailover",
+    "TestFailoverArgs",
+    "TestFailoverProvider",
     "TopologyError",
     "TopologyHost",
     "Transport",

@@ -18,6 +18,7 @@ from typing import Any, get_args
 from hvreplica_provider.inputs import RelationshipAuthentication, ReplicaServerAuthentication
 from hvreplica_provider.remoting import (
     CATEGORY_INVALID_OPERATION,
+    CATEGORY_OBJECT_NOT_FOUND,
     Cmd,
     InvalidState,
     NotFound,
@@ -43,6 +44,8 @@ COMMANDS = "Microsoft.HyperV.PowerShell.Commands"
 # Get-VMReplication's "Replication is not enabled for virtual machine with name 'X'.": the only
 # OperationFailed it raises itself, in category InvalidOperation (a failed VMMS call would be NotSpecified).
 NOT_ENABLED_ERROR = f"OperationFailed,{COMMANDS}.GetVMReplication"
+# Measure-VMReplication says the same as ObjectNotFound (MeasureVMReplication.cs), in category ObjectNotFound.
+MEASURE_NOT_ENABLED_ERROR = f"ObjectNotFound,{COMMANDS}.MeasureVMReplication"
 # Remove-VMReplication's refusal for a VM without replication (RemoveVMReplication.cs: its invalid-state
 # exception, identifier InvalidState in category InvalidOperation).
 NOTHING_TO_REMOVE_ERROR = f"InvalidState,{COMMANDS}.RemoveVMReplication"
@@ -107,6 +110,20 @@ class InitialReplication:
 
 
 @dataclass(frozen=True)
+class ReplicationStatistics:
+    """Measure-VMReplication over the replica server's current monitoring interval (§1.3)."""
+
+    average_size_bytes: int
+    maximum_size_bytes: int
+    pending_size_bytes: int
+    successful_replications: int
+    missed_replications: int
+    errors: int
+    average_latency: str | None  # hh:mm:ss; None before the first cycle
+    health_details: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class VMReplicationInfo:
     vm_name: str
     vm_id: str  # lower-case GUID, the same on both hosts
@@ -117,6 +134,8 @@ class VMReplicationInfo:
     replica_server: str
     settings: ReplicationSettings
     last_replication_time: str | None = None
+    statistics: ReplicationStatistics | None = None  # when Measure-VMReplication ran in the same read
+    relationship_type: str = "Simple"  # Extended: a replica VM's leg to a third host
 
 
 # ----------------------------------------------------------------------------------------- server side
@@ -233,6 +252,7 @@ class VirtualMachineRef:
     vm_id: str  # lower-case GUID
     name: str
     replication_mode: str
+    state: str = ""  # power state: Running, Off, ...
 
 
 def vm_by_id(vm_id: str) -> Cmd:
@@ -248,30 +268,53 @@ def parse_vms(objects: Sequence[Any]) -> list[VirtualMachineRef]:
             vm_id=text(prop(o, "Id")).lower(),
             name=text(prop(o, "Name")),
             replication_mode=text(prop(o, "ReplicationMode")) or "None",
+            state=text(prop(o, "State")),
         )
         for o in objects
         if is_type(o, _VM_TYPE)
     ]
 
 
-def resolve_vm(session: Session, vm_name: str) -> VirtualMachineRef:
-    """The one VM named `vm_name` on this host that can be a primary (create only: names are resolved once,
-    then ids are used). Replica VMs kept here for other hosts do not count: they cannot replicate onwards
-    except as extended replication. Several candidates are refused: picking one would be a guess."""
+def resolve_vm(session: Session, vm_name: str, *, replica: bool = False) -> VirtualMachineRef:
+    """The one VM named `vm_name` on this host that can be a primary, or with `replica` the one replica VM of
+    that name (create only: names are resolved once, then ids are used). Replica VMs kept here for other
+    hosts cannot be primaries (except for extended replication), and test failover VMs are neither. Several
+    candidates are refused: picking one would be a guess."""
     result = session.run([cmd("Get-VM", Name=vm_name)])
     result.raise_errors(allow=(NotFound,))
-    found = [v for v in parse_vms(result.output) if v.replication_mode != "Replica"]
+    role = "replica VM" if replica else "VM"
+    found = [
+        v
+        for v in parse_vms(result.output)
+        if (v.replication_mode == "Replica") == replica and v.replication_mode != "TestReplica"
+    ]
     if not found:
-        raise NotFound(f"there is no VM named {vm_name!r}", cmdlet="Get-VM", host=session.host)
+        raise NotFound(f"there is no {role} named {vm_name!r}", cmdlet="Get-VM", host=session.host)
     if len(found) > 1:
         ids = ", ".join(v.vm_id for v in found)
         raise InvalidState(
-            f"{len(found)} VMs are named {vm_name!r} (ids {ids}); Hyper-V allows duplicate names, so the VM "
-            "to replicate is ambiguous: rename all but one of them (Rename-VM) and run again",
+            f"{len(found)} {role}s are named {vm_name!r} (ids {ids}); Hyper-V allows duplicate names, so the "
+            "VM is ambiguous: rename all but one of them (Rename-VM) and run again",
             cmdlet="Get-VM",
             host=session.host,
         )
     return found[0]
+
+
+def vm_name_problem(name: str) -> str | None:
+    """Why `name` cannot be passed to -Name/-VMName as a literal VM name."""
+    if any(ch in name for ch in WILDCARD_CHARACTERS):
+        return "Hyper-V cmdlets treat * ? [ ] in VM names as wildcards; rename the VM"
+    if name != name.strip():
+        return "it has leading or trailing spaces"
+    if len(name) > MAX_VM_NAME:
+        return f"Hyper-V VM names have at most {MAX_VM_NAME} characters"
+    return None
+
+
+def relationship_read_cmds(vm_id: str) -> list[Statement]:
+    """The VM's replication legs and their statistics, in one invocation."""
+    return [replication_read_cmd(vm_id), [vm_by_id(vm_id), cmd("Measure-VMReplication")]]
 
 
 def replication_read_cmd(vm_id: str | None = None) -> Statement:
@@ -282,7 +325,10 @@ def replication_read_cmd(vm_id: str | None = None) -> Statement:
 
 
 def is_not_enabled(error: RemoteError) -> bool:
-    """Whether `error` is Get-VMReplication's "replication is not enabled" for a VM it was given."""
+    """Whether `error` is Get-VMReplication's or Measure-VMReplication's "replication is not enabled" for a
+    VM it was given."""
+    if error.fq_error_id == MEASURE_NOT_ENABLED_ERROR:
+        return error.category == CATEGORY_OBJECT_NOT_FOUND
     return error.fq_error_id == NOT_ENABLED_ERROR and error.category == CATEGORY_INVALID_OPERATION
 
 
@@ -293,7 +339,25 @@ def refused_by(error: RemoteError, command_class: str) -> bool:
     return command == f"{COMMANDS}.{command_class}" and identifier in _REFUSAL_IDENTIFIERS
 
 
+def parse_statistics(o: Any) -> ReplicationStatistics:
+    latency = prop(o, "AverageReplicationLatency")
+    details = prop(o, "ReplicationHealthDetails")
+    return ReplicationStatistics(
+        average_size_bytes=int(prop(o, "AverageReplicationSize", 0) or 0),
+        maximum_size_bytes=int(prop(o, "MaximumReplicationSize", 0) or 0),
+        pending_size_bytes=int(prop(o, "PendingReplicationSize", 0) or 0),
+        successful_replications=int(prop(o, "SuccessfulReplicationCount", 0) or 0),
+        missed_replications=int(prop(o, "MissedReplicationCount", 0) or 0),
+        errors=int(prop(o, "ReplicationErrors", 0) or 0),
+        average_latency=timespan(latency) if latency is not None else None,
+        health_details=tuple(text(d) for d in details) if isinstance(details, list) else (),
+    )
+
+
 def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
+    """The VMReplication objects, each with the statistics of the VMReplicationHealth object of the same leg
+    when the output holds one."""
+    statistics = {_leg_key(o): parse_statistics(o) for o in objects if is_type(o, _HEALTH_TYPE)}
     out = []
     for o in objects:
         if not is_type(o, _REPLICATION_TYPE) or is_type(o, _HEALTH_TYPE):
@@ -326,14 +390,34 @@ def parse_replications(objects: Sequence[Any]) -> list[VMReplicationInfo]:
                 replica_server=text(prop(o, "ReplicaServerName")),
                 settings=settings,
                 last_replication_time=text(last) if last is not None else None,
+                statistics=statistics.get(_leg_key(o)),
+                relationship_type=text(prop(o, "ReplicationRelationshipType")) or "Simple",
             )
         )
     return out
 
 
+def _leg_key(o: Any) -> tuple[str, str, str]:
+    """What tells the legs of one host apart: VM id, mode and relationship type."""
+    kind = text(prop(o, "ReplicationRelationshipType")) or "Simple"
+    return text(prop(o, "VMId")).lower(), text(prop(o, "ReplicationMode")), kind
+
+
 def find_replication(infos: Sequence[VMReplicationInfo], vm_id: str, mode: str) -> VMReplicationInfo | None:
-    """The leg in `mode` (Primary or Replica) of the VM with this id."""
-    return next((i for i in infos if i.vm_id == vm_id and i.mode == mode), None)
+    """The (simple) leg in `mode` (Primary or Replica) of the VM with this id."""
+    return next(
+        (i for i in infos if i.vm_id == vm_id and i.mode == mode and i.relationship_type == "Simple"), None
+    )
+
+
+def find_sending_leg(
+    infos: Sequence[VMReplicationInfo], vm_id: str, extended: bool
+) -> VMReplicationInfo | None:
+    """The leg a relationship manages: the VM's primary leg, or with `extended` a replica VM's extended
+    leg (which shows the VM's mode, Replica, with relationship type Extended)."""
+    if extended:
+        return next((i for i in infos if i.vm_id == vm_id and i.relationship_type == "Extended"), None)
+    return find_replication(infos, vm_id, "Primary")
 
 
 def vm_replications(session: Session, vm_id: str) -> list[VMReplicationInfo]:
@@ -342,7 +426,7 @@ def vm_replications(session: Session, vm_id: str) -> list[VMReplicationInfo]:
     preference, counts the same). A VM that does not exist raises NotFound: the caller decides whether that
     means gone."""
     try:
-        result = session.run(replication_read_cmd(vm_id))
+        result = session.run(*relationship_read_cmds(vm_id))
     except RemoteError as exc:
         if is_not_enabled(exc):
             return []
@@ -428,7 +512,8 @@ def enable_cmds(
         ExcludedVhdPath=list(excluded_vhd_paths) or None,
         ErrorAction="Stop",
     )
-    return [[vm_by_id(vm_id), enable], *initial_replication_cmds(vm_id, initial), replication_read_cmd(vm_id)]
+    initial_cmds = initial_replication_cmds(vm_id, initial)
+    return [[vm_by_id(vm_id), enable], *initial_cmds, *relationship_read_cmds(vm_id)]
 
 
 def initial_replication_cmds(vm_id: str, initial: InitialReplication) -> list[Statement]:
@@ -446,6 +531,71 @@ def initial_replication_cmds(vm_id: str, initial: InitialReplication) -> list[St
 def set_replication_cmd(vm_id: str, settings: ReplicationSettings, changed: set[str]) -> Statement:
     params = _setting_params(settings, changed)
     return [vm_by_id(vm_id), cmd("Set-VMReplication", **params, ErrorAction="Stop")]
+
+
+# States in which replication does not run until someone resumes it; the last two need a resynchronization.
+SUSPENDED_STATES = ("Suspended", "ResynchronizeSuspended", "WaitingForStartResynchronize")
+FAILED_OVER_STATES = ("FailedOverWaitingCompletion", "FailedOver")
+RESYNC_STATES = ("ResynchronizeSuspended", "WaitingForStartResynchronize")
+
+
+def prepare_failover_cmds(vm_id: str) -> list[Statement]:
+    """On the primary: shut the VM down (the guest's own shutdown, -Force skips the prompt about open
+    applications), then Start-VMFailover -Prepare, which sends what is not sent yet and needs the VM off."""
+    return [
+        [vm_by_id(vm_id), cmd("Stop-VM", Force=True, ErrorAction="Stop")],
+        [vm_by_id(vm_id), cmd("Start-VMFailover", Prepare=True, Confirm=False, ErrorAction="Stop")],
+    ]
+
+
+def failover_cmd(vm_id: str) -> Statement:
+    """On the replica: Start-VMFailover (the latest point; the VM is not started)."""
+    return [vm_by_id(vm_id), cmd("Start-VMFailover", Confirm=False, ErrorAction="Stop")]
+
+
+def reverse_cmd(vm_id: str, settings: ReplicationSettings) -> Statement:
+    """On the failed-over replica: Set-VMReplication -Reverse to `settings.replica_server_fqdn` (the old
+    primary) with this host's own certificate, port and settings."""
+    reverse = cmd(
+        "Set-VMReplication",
+        Reverse=True,
+        ReplicaServerName=settings.replica_server_fqdn,
+        **_setting_params(settings),
+        ErrorAction="Stop",
+    )
+    return [vm_by_id(vm_id), reverse]
+
+
+def _relationship(extended: bool) -> str | None:
+    return "Extended" if extended else None  # -ReplicationRelationshipType: Simple when left out
+
+
+def suspend_cmd(vm_id: str, *, extended: bool = False) -> Statement:
+    relationship = _relationship(extended)
+    suspend = cmd("Suspend-VMReplication", ReplicationRelationshipType=relationship, ErrorAction="Stop")
+    return [vm_by_id(vm_id), suspend]
+
+
+def resume_cmd(vm_id: str, *, resynchronize: bool, extended: bool = False) -> Statement:
+    resume = cmd(
+        "Resume-VMReplication",
+        ReplicationRelationshipType=_relationship(extended),
+        Resynchronize=resynchronize or None,
+        ErrorAction="Stop",
+    )
+    return [vm_by_id(vm_id), resume]
+
+
+def remove_extended_replication(session: Session, vm_id: str) -> None:
+    """Remove only the extended leg of the replica VM with this id (its first leg stays): its VMReplication
+    object, picked by Get-VMReplication -ReplicationRelationshipType, piped to Remove-VMReplication (whose
+    own -ReplicationRelationshipType exists with -VMName only, RemoveVMReplication.cs). Already gone is
+    success."""
+    extended = cmd("Get-VMReplication", ReplicationRelationshipType="Extended")
+    result = session.run([vm_by_id(vm_id), extended, cmd("Remove-VMReplication")])
+    for error in result.errors:
+        if not (isinstance(error, NotFound) or is_not_enabled(error)):
+            raise error
 
 
 def remove_replication(session: Session, vm_id: str) -> VirtualMachineRef | None:
@@ -485,3 +635,65 @@ def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return text(value).strip().lower() == "true"
+
+
+# ----------------------------------------------------------------------------------------- test failover
+
+
+def start_test_failover(
+    session: Session, vm_id: str, recovery_point: str | None, switch_name: str | None
+) -> VirtualMachineRef:
+    """Start-VMFailover -AsTest on the replica VM with this id, from the named recovery point (its
+    Get-VMSnapshot -Name, piped as -VMRecoverySnapshot) or the latest one; returns the test VM Hyper-V made
+    ("<vm> - Test", a new id). An isolated switch is looked up first, so a missing one changes nothing."""
+    statements: list[Statement] = []
+    if switch_name:
+        statements.append([cmd("Get-VMSwitch", Name=switch_name, ErrorAction="Stop")])
+    head = [vm_by_id(vm_id)]
+    if recovery_point:
+        head.append(cmd("Get-VMSnapshot", Name=recovery_point, ErrorAction="Stop"))
+    statements.append([*head, cmd("Start-VMFailover", AsTest=True, Confirm=False, ErrorAction="Stop")])
+    result = session.run(*statements)
+    result.raise_errors()
+    made = [v for v in parse_vms(result.output) if v.replication_mode == "TestReplica"]
+    if len(made) != 1:
+        raise RemoteError(f"Start-VMFailover -AsTest wrote no test VM for VM {vm_id}", host=session.host)
+    return made[0]
+
+
+def prepare_test_vm(
+    session: Session, test_vm_id: str, switch_name: str | None, start: bool
+) -> VirtualMachineRef:
+    """Connect the test VM's network adapters to `switch_name` and start it, as asked; then read it back."""
+    statements: list[Statement] = []
+    if switch_name:
+        statements.append(
+            [
+                vm_by_id(test_vm_id),
+                cmd("Get-VMNetworkAdapter"),
+                cmd("Connect-VMNetworkAdapter", SwitchName=switch_name, ErrorAction="Stop"),
+            ]
+        )
+    if start:
+        statements.append([vm_by_id(test_vm_id), cmd("Start-VM", ErrorAction="Stop")])
+    result = session.run(*statements, [vm_by_id(test_vm_id)])
+    result.raise_errors()
+    return parse_vms(result.output)[0]
+
+
+def find_vm(session: Session, vm_id: str) -> VirtualMachineRef | None:
+    """The VM with this id, or None when Get-VM -Id finds none (anything else raises)."""
+    result = session.run([vm_by_id(vm_id)])
+    result.raise_errors(allow=(NotFound,))
+    vms = parse_vms(result.output)
+    return vms[0] if vms else None
+
+
+def stop_test_failover(session: Session, vm_id: str) -> None:
+    """Stop-VMFailover on the replica VM with this id: Hyper-V stops and deletes its test VM. Callers make
+    sure the test VM exists: without one, Stop-VMFailover would revert a real failover of the VM."""
+    result = session.run([vm_by_id(vm_id), cmd("Stop-VMFailover")])
+    for error in result.errors:
+        # The test VM went in between (another Stop-VMFailover): nothing is left to end.
+        if error.fq_error_id != f"InvalidState,{COMMANDS}.StopVMFailover":
+            raise error

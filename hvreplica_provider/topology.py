@@ -30,6 +30,10 @@ from hvreplica_provider.resources.replication_relationship import (
     ReplicationRelationship,
     ReplicationRelationshipArgs,
 )
+from hvreplica_provider.resources.replication_wait import (
+    InitialReplicationWait,
+    InitialReplicationWaitArgs,
+)
 
 DEFAULT_STORAGE_LOCATION = "D:\\Hyper-V\\Replica"
 # Relationship inputs the topology sets itself: the hosts' connections, certificate authentication with
@@ -149,6 +153,22 @@ def validate(
         raise TopologyError(
             f"unknown relationship setting(s) {', '.join(unknown)}; known: {', '.join(RELATIONSHIP_SETTINGS)}"
         )
+    settings = relationship_settings or {}
+    mode = settings.get("initial_replication", "network")
+    if settings.get("wait_for_initial_replication") is True and mode in ("export", "none"):
+        raise TopologyError(
+            f"wait_for_initial_replication with initial_replication {mode!r}: nothing completes the initial "
+            "copy unattended; set wait_for_initial_replication to false"
+        )
+
+
+def _flipped_alias(name: str, replica: str, vm: str, declared: set[str]) -> list[pulumi.Alias]:
+    """The name the relationship has with its flow's direction flipped, as an alias: flipping is then an
+    update of this relationship (a planned failover when on_direction_change allows it, refused by check
+    otherwise), never a delete plus a new initial replication. Not when a VM of that name replicates the
+    other way too (two resources cannot claim each other's names)."""
+    flipped = relationship_key(replica, vm)
+    return [] if flipped in declared else [pulumi.Alias(name=f"{name}-repl-{flipped}")]
 
 
 def partners(fqdn: str, flows: Sequence[ReplicationFlow]) -> list[str]:
@@ -174,6 +194,7 @@ class ReplicaTopology(pulumi.ComponentResource):
     certificates: dict[str, HostCertificate]
     servers: dict[str, ReplicaServer]
     relationships: dict[str, ReplicationRelationship]
+    waits: dict[str, InitialReplicationWait]
 
     def __init__(
         self,
@@ -211,6 +232,13 @@ class ReplicaTopology(pulumi.ComponentResource):
             for fqdn, host in by_fqdn.items()
         }
         self.relationships = {}
+        declared = {relationship_key(flow.primary, vm) for flow in flows for vm in flow.vms}
+        # Waiting for initial copies is done once per primary host (InitialReplicationWait), not by each
+        # relationship: a relationship's own wait would hold one of the provider server's four workers for
+        # its whole transfer.
+        wait = options.relationship.get("wait_for_initial_replication") is True
+        settings = {**options.relationship, **({"wait_for_initial_replication": False} if wait else {})}
+        by_primary: dict[str, list[ReplicationRelationship]] = {}
         for flow in flows:
             primary, replica = by_fqdn[flow.primary.lower()], by_fqdn[flow.replica.lower()]
             for vm in flow.vms:
@@ -226,10 +254,27 @@ class ReplicaTopology(pulumi.ComponentResource):
                         # From the primary's ReplicaServer: the certificate is installed before use.
                         certificate_thumbprint=self.servers[primary.fqdn.lower()].certificate_thumbprint,
                         replica_port=options.certificate_port,
-                        **options.relationship,
+                        **settings,
                     ),
-                    pulumi.ResourceOptions(parent=self, depends_on=[self.servers[replica.fqdn.lower()]]),
+                    pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=[self.servers[replica.fqdn.lower()]],
+                        aliases=_flipped_alias(name, replica.fqdn, vm, declared),
+                    ),
                 )
+                by_primary.setdefault(primary.fqdn.lower(), []).append(self.relationships[key])
+        self.waits = {
+            fqdn: InitialReplicationWait(
+                f"{name}-wait-{fqdn}",
+                InitialReplicationWaitArgs(
+                    connection=by_fqdn[fqdn].connection,
+                    vm_ids=[rel.vm_id for rel in rels],
+                    timeout_sec=options.relationship.get("initial_replication_timeout_sec"),
+                ),
+                pulumi.ResourceOptions(parent=self, depends_on=list(rels)),
+            )
+            for fqdn, rels in (by_primary.items() if wait else ())
+        }
         self.register_outputs(
             {
                 "certificate_thumbprints": {f: c.thumbprint for f, c in self.certificates.items()},
@@ -238,9 +283,24 @@ class ReplicaTopology(pulumi.ComponentResource):
         )
 
     def replication_summary(self) -> dict[str, pulumi.Output[dict[str, Any]]]:
-        """State, health and replica of every relationship (public facts, safe to export)."""
+        """State, health, replica, last replication and Measure-VMReplication statistics of every
+        relationship (public facts, safe to export)."""
+        # A relationship's own state is from its create (still copying when a host-wide wait followed).
+        waited = {
+            key: pulumi.Output.all(self.waits[primary].states, rel.vm_id, rel.state).apply(
+                lambda values: (values[0] or {}).get(values[1]) or values[2]
+            )
+            for key, rel in self.relationships.items()
+            if (primary := key.split("/", 1)[0]) in self.waits
+        }
         return {
-            key: pulumi.Output.all(state=rel.state, health=rel.health, replica=rel.replica_server)
+            key: pulumi.Output.all(
+                state=waited.get(key, rel.state),
+                health=rel.health,
+                replica=rel.replica_server,
+                last_replication_time=rel.last_replication_time,
+                statistics=rel.statistics,
+            )
             for key, rel in self.relationships.items()
         }
 

@@ -54,6 +54,23 @@ class HardDisk:
 
 
 @dataclass
+class NetworkAdapter:
+    """A VM's network adapter; `switch_name` is "" while it is not connected (replica and test VMs)."""
+
+    name: str = "Network Adapter"
+    switch_name: str = ""
+
+
+@dataclass
+class VirtualSwitch:
+    """A Hyper-V virtual switch (Get-VMSwitch); Private and Internal ones isolate test failovers."""
+
+    name: str
+    id: str
+    switch_type: str  # Private | Internal | External
+
+
+@dataclass
 class RecoveryPoint:
     """A replica-side recovery point, shown by Get-VMSnapshot as SnapshotType Replica/AppConsistentReplica."""
 
@@ -157,6 +174,7 @@ class Replication:
     next_cycle_at: datetime | None = None
     last_error: str = ""
     health_details: list[str] = field(default_factory=list)
+    test_vm_id: str = ""  # replica side: the VM Start-VMFailover -AsTest made, until Stop-VMFailover
 
     @property
     def replica_server_name(self) -> str:
@@ -178,6 +196,7 @@ class Replication:
             "next_cycle_at": _iso(self.next_cycle_at),
             "last_error": self.last_error,
             "health_details": list(self.health_details),
+            "test_vm_id": self.test_vm_id,
         }
 
     @classmethod
@@ -197,6 +216,7 @@ class Replication:
             next_cycle_at=_from_iso(data.get("next_cycle_at")),
             last_error=data.get("last_error", ""),
             health_details=list(data.get("health_details", [])),
+            test_vm_id=data.get("test_vm_id", ""),
         )
 
 
@@ -214,10 +234,24 @@ class VirtualMachine:
     replication: Replication | None = None
     recovery_points: list[RecoveryPoint] = field(default_factory=list)
     uptime_started: datetime | None = None
+    network_adapters: list[NetworkAdapter] = field(default_factory=lambda: [NetworkAdapter()])
+    test_of: str = ""  # a test failover VM: the id of the replica VM it was made from
+    # A replica VM's extended leg to a third host (it sends like a primary leg, hence mode "Primary").
+    extended: Replication | None = None
+
+    def legs(self) -> list[Replication]:
+        """Its replication legs on this host: the simple one, then the extended one."""
+        return [leg for leg in (self.replication, self.extended) if leg is not None]
 
     @property
     def replication_mode(self) -> str:
-        return self.replication.mode if self.replication else "None"
+        if self.test_of:
+            return "TestReplica"
+        if self.replication is None:
+            # Still the source of an extended leg once its first leg is removed here (what Windows shows then
+            # is not recorded): never a VM without replication that could be deleted as unused.
+            return "Replica" if self.extended else "None"
+        return self.replication.mode
 
     @property
     def replication_state(self) -> str:
@@ -247,6 +281,9 @@ class VirtualMachine:
             "replication": self.replication.to_dict() if self.replication else None,
             "recovery_points": [p.to_dict() for p in self.recovery_points],
             "uptime_started": _iso(self.uptime_started),
+            "network_adapters": [asdict(a) for a in self.network_adapters],
+            "test_of": self.test_of,
+            "extended": self.extended.to_dict() if self.extended else None,
         }
 
     @classmethod
@@ -264,6 +301,9 @@ class VirtualMachine:
             replication=Replication.from_dict(data["replication"]) if data.get("replication") else None,
             recovery_points=[RecoveryPoint.from_dict(p) for p in data.get("recovery_points", [])],
             uptime_started=_from_iso(data.get("uptime_started")),
+            network_adapters=[NetworkAdapter(**a) for a in data.get("network_adapters", [{}])],
+            test_of=data.get("test_of", ""),
+            extended=Replication.from_dict(data["extended"]) if data.get("extended") else None,
         )
 
 
@@ -328,6 +368,7 @@ class HyperVHost:
     vms: list[VirtualMachine] = field(default_factory=list)
     server: ReplicationServer = field(default_factory=ReplicationServer)
     authorization_entries: list[AuthorizationEntry] = field(default_factory=list)
+    switches: list[VirtualSwitch] = field(default_factory=list)
 
     # --- VMs -------------------------------------------------------------------------------------------
     def find_vms(self, name: str) -> list[VirtualMachine]:
@@ -380,6 +421,7 @@ class HyperVHost:
             "vms": [vm.to_dict() for vm in self.vms],
             "server": self.server.to_dict(),
             "authorization_entries": [asdict(e) for e in self.authorization_entries],
+            "switches": [asdict(w) for w in self.switches],
         }
 
     @classmethod
@@ -389,6 +431,7 @@ class HyperVHost:
             vms=[VirtualMachine.from_dict(v) for v in data["vms"]],
             server=ReplicationServer.from_dict(data["server"]),
             authorization_entries=[AuthorizationEntry(**e) for e in data["authorization_entries"]],
+            switches=[VirtualSwitch(**w) for w in data.get("switches", [])],
         )
 
 

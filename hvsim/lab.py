@@ -13,7 +13,7 @@ from typing import Any
 
 from hvsim.config import SimConfig
 from hvsim.hyperv import HyperVHost, VirtualMachine, new_hyperv
-from hvsim.scheduler import EmulatedClock, Scheduler, advance_replication
+from hvsim.scheduler import EmulatedClock, Scheduler, advance_replication, refresh_health
 from hvsim.windows import Host
 
 STATE_FILE = "lab.json"
@@ -131,6 +131,17 @@ class Lab:
             for vm in self._vms(fqdn, name):
                 vm.state = "Running" if running else "Off"
                 vm.uptime_started = self.now() if running else None
+
+    def require_resync(self, fqdn: str, name: str) -> None:
+        """What a resynchronization condition does to a primary leg (§3.5: a tracking log over half the VHD,
+        a host crash, a reverted VHD): replication stops until Resume-VMReplication -Resynchronize."""
+        with self.lock:
+            for vm in self._vms(fqdn, name):
+                rep = vm.replication
+                if rep is None or rep.mode != "Primary":
+                    raise LabError(f"VM {name!r} on {fqdn} is not a primary VM")
+                rep.state, rep.next_cycle_at = "WaitingForStartResynchronize", None
+                refresh_health(rep, self.now())
 
     def _vms(self, fqdn: str, name: str) -> list[VirtualMachine]:
         vms = self.host(fqdn).hyperv.find_vms(name)

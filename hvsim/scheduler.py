@@ -120,6 +120,7 @@ HEALTH_SYNC_LIMIT = timedelta(hours=1)  # §3.6
 HEALTH_MISSED_RATIO = 0.2
 HEALTH_LATENCY_LIMIT_SEC = 300.0
 ERROR_NOT_FOUND = 0x80070490
+ERROR_INVALID_STATE = 0x8007139F
 
 
 def advance_replication(lab: LabState, now: datetime) -> None:
@@ -132,17 +133,15 @@ def advance_replication(lab: LabState, now: datetime) -> None:
     with lab.lock:
         for host in list(lab.hosts.values()):
             for vm in list(host.hyperv.vms):
-                rep = vm.replication
-                if rep is None:
-                    continue
-                try:
-                    if rep.mode == "Primary":
-                        _advance_primary(lab, host, vm, rep, now)
-                    roll_statistics(host.hyperv.server, rep, now)
-                    refresh_health(rep, now)
-                except Exception as exc:
-                    _log.exception("replication tick failed for VM %s on %s", vm.name, host.fqdn)
-                    failure = failure or exc
+                for rep in vm.legs():
+                    try:
+                        if rep.mode == "Primary":
+                            _advance_primary(lab, host, vm, rep, now)
+                        roll_statistics(host.hyperv.server, rep, now)
+                        refresh_health(rep, now)
+                    except Exception as exc:
+                        _log.exception("replication tick failed for VM %s on %s", vm.name, host.fqdn)
+                        failure = failure or exc
     if failure is not None:
         raise failure
 
@@ -152,26 +151,30 @@ def _advance_primary(lab: LabState, host: Host, vm: VirtualMachine, rep: Replica
         if rep.state == "ReadyForInitialReplication":
             start = rep.initial_replication_start_time
             if start is not None and start <= now:
-                begin_initial_replication(lab, host, vm, now)
+                begin_initial_replication(lab, host, vm, now, rep)
         elif rep.state == "InitialReplicationInProgress":
             if rep.initial_replication_done_at is not None and rep.initial_replication_done_at <= now:
-                _, replica_vm = replica_leg(lab, host, vm, now)
+                _, replica_vm = replica_leg(lab, host, vm, now, rep)
                 _finish_initial_replication(rep, vm, replica_vm, now)
             elif rep.initial_replication_done_at is None and _due(rep, now):
                 _poll_import(lab, host, vm, rep, now)
         elif rep.state in ("Replicating", "Error") and _due(rep, now):
             if rep.last_replication_time is None:
-                begin_initial_replication(lab, host, vm, now)
+                begin_initial_replication(lab, host, vm, now, rep)
             else:
                 _cycle(lab, host, vm, rep, now)
     except ReplicationCheckError as exc:
         _fail(rep, exc, now)
 
 
-def replica_leg(lab: LabState, host: Host, vm: VirtualMachine, now: datetime) -> tuple[Host, VirtualMachine]:
-    """Run the connection check for `vm`'s primary leg and find the replica VM it feeds."""
-    s = vm.replication.settings if vm.replication else None
-    assert s is not None
+def replica_leg(
+    lab: LabState, host: Host, vm: VirtualMachine, now: datetime, rep: Replication | None = None
+) -> tuple[Host, VirtualMachine]:
+    """Run the connection check for `vm`'s sending leg `rep` (its primary leg by default; a replica VM's
+    extended leg) and find the replica VM it feeds."""
+    leg = rep or vm.replication
+    assert leg is not None
+    s = leg.settings
     target = check_connection(
         lab,
         host,
@@ -182,21 +185,32 @@ def replica_leg(lab: LabState, host: Host, vm: VirtualMachine, now: datetime) ->
         now,
     )
     replica_vm = target.host.hyperv.vm_by_id(vm.id)
-    if replica_vm is None or replica_vm.replication is None or replica_vm.replication.mode != "Replica":
+    if replica_vm is None or replica_vm.replication_mode not in ("Replica", "ExtendedReplica"):
         raise ReplicationCheckError(
             "replica virtual machine",
             ERROR_NOT_FOUND,
             f"The replica server '{s.replica_server_name}' has no replica virtual machine '{vm.name}' "
             f"({vm.id}) with replication enabled",
         )
+    assert replica_vm.replication is not None
+    if replica_vm.replication.state in ("FailedOverWaitingCompletion", "FailedOver"):
+        # An unplanned failover on the replica: it no longer accepts changes from this primary.
+        raise ReplicationCheckError(
+            "replica virtual machine",
+            ERROR_INVALID_STATE,
+            f"The replica virtual machine '{vm.name}' ({vm.id}) on '{s.replica_server_name}' has failed over",
+        )
     return target.host, replica_vm
 
 
-def begin_initial_replication(lab: LabState, host: Host, vm: VirtualMachine, now: datetime) -> None:
-    """Start sending the VM's disks (§3.2 #3): checked now, done after a size-dependent emulated duration."""
-    rep = vm.replication
+def begin_initial_replication(
+    lab: LabState, host: Host, vm: VirtualMachine, now: datetime, leg: Replication | None = None
+) -> None:
+    """Start sending the VM's disks on its sending leg (§3.2 #3): checked now, done after a size-dependent
+    emulated duration."""
+    rep = leg or vm.replication
     assert rep is not None
-    _, replica_vm = replica_leg(lab, host, vm, now)
+    _, replica_vm = replica_leg(lab, host, vm, now, rep)
     seconds = transfer_seconds(vm.data_bytes(), rep.settings.compression_enabled)
     rep.state, rep.health, rep.last_error = "InitialReplicationInProgress", "Normal", ""
     rep.initial_replication_start_time = None
@@ -222,7 +236,7 @@ def _finish_initial_replication(
 def _poll_import(lab: LabState, host: Host, vm: VirtualMachine, rep: Replication, now: datetime) -> None:
     """An exported initial replication completes once the replica imported it (Import-VMInitialReplication);
     the primary looks at every replication interval."""
-    _, replica_vm = replica_leg(lab, host, vm, now)
+    _, replica_vm = replica_leg(lab, host, vm, now, rep)
     if replica_vm.replication is not None and replica_vm.replication.last_replication_time is not None:
         _finish_initial_replication(rep, vm, replica_vm, now)
     else:
@@ -230,7 +244,7 @@ def _poll_import(lab: LabState, host: Host, vm: VirtualMachine, rep: Replication
 
 
 def _cycle(lab: LabState, host: Host, vm: VirtualMachine, rep: Replication, now: datetime) -> None:
-    _, replica_vm = replica_leg(lab, host, vm, now)
+    _, replica_vm = replica_leg(lab, host, vm, now, rep)
     replica_rep = replica_vm.replication
     assert replica_rep is not None
     due = rep.next_cycle_at or now
@@ -357,8 +371,14 @@ def refresh_health(rep: Replication, now: datetime) -> None:
     elif rep.state in ("ReadyForInitialReplication", "WaitingForInitialReplication"):
         findings.append("Initial replication is not complete.")
         health = "Warning"
-    elif rep.state == "InitialReplicationInProgress":
+    elif rep.state in ("InitialReplicationInProgress", "PreparedForFailover"):
         health = "Normal"
+    elif rep.state == "WaitingForStartResynchronize":
+        findings.append("Resynchronization is required.")
+        health = "Critical"
+    elif rep.state in ("FailedOverWaitingCompletion", "FailedOver"):
+        findings.append("The virtual machine has failed over and replication has not been reversed.")
+        health = "Warning"
     else:
         st = rep.stats
         attempts = st.successful + st.missed

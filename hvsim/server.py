@@ -205,6 +205,11 @@ class Emulator:
         self.lab.set_vm_running(fqdn.lower(), name, True)
         self.lab.save()
 
+    def require_resync(self, fqdn: str, name: str) -> None:
+        self._runtime(fqdn)
+        self.lab.require_resync(fqdn.lower(), name)
+        self.lab.save()
+
     def dump_host(self, fqdn: str) -> dict[str, Any]:
         self._runtime(fqdn)
         return self.lab.dump_host(fqdn.lower())

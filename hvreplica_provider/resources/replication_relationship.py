@@ -44,6 +44,7 @@ from hvreplica_provider.remoting import (
     NotFound,
     RemoteError,
     Session,
+    cmd,
 )
 from hvreplica_provider.resources.base import (
     CheckFailures,
@@ -62,7 +63,7 @@ POLL_INTERVAL_SEC = 2.0
 SECRET_INPUTS = tuple(
     f"{side}.{name}" for side in ("primary", "replica") for name in CONNECTION_SECRET_FIELDS
 )
-REPLACE_KEYS = ("vm_name", "replica_server_fqdn", "excluded_vhd_paths")
+REPLACE_KEYS = ("vm_name", "replica_server_fqdn", "excluded_vhd_paths", "extended")
 # Settings Set-VMReplication changes in place (the names of ReplicationSettings).
 SETTING_KEYS = (
     "authentication",
@@ -88,9 +89,15 @@ LOCAL_KEYS = (
     "wait_for_initial_replication",
     "initial_replication_timeout_sec",
     "delete_replica_vm_on_destroy",
+    "resynchronize",
+    "on_direction_change",
+    "start_vm_after_failover",
 )
+RESYNCHRONIZE_CHOICES = ("when_required", "never")
+DIRECTION_CHOICES = ("refuse", "planned_failover")
 COMPUTED_KEYS = (
     "vm_id", "state", "health", "mode", "primary_server", "replica_server", "last_replication_time",
+    "statistics",
 )
 _DEFAULTS: dict[str, Any] = {
     "authentication": "Certificate",
@@ -106,7 +113,15 @@ _DEFAULTS: dict[str, Any] = {
     "wait_for_initial_replication": False,
     "initial_replication_timeout_sec": DEFAULT_WAIT_TIMEOUT_SEC,
     "delete_replica_vm_on_destroy": False,
+    "suspended": False,
+    "resynchronize": "when_required",
+    "on_direction_change": "refuse",
+    "start_vm_after_failover": True,
+    "extended": False,
 }
+# Extended replication (hyperv-replica reference §2.3, §3.4 flow 6): 5 or 15 minutes, no VSS, no disk
+# selection; the leg may not be more frequent than the one it extends (the host refuses that at create).
+EXTENDED_FREQUENCIES = (300, 900)
 
 
 def settings_from(inputs: Mapping[str, Any]) -> hv.ReplicationSettings:
@@ -124,7 +139,9 @@ def initial_from(inputs: Mapping[str, Any]) -> hv.InitialReplication:
 
 
 def observed(inputs: Mapping[str, Any], info: hv.VMReplicationInfo) -> dict[str, Any]:
-    """Outputs: the inputs as the host shows them (same property names) plus state and health."""
+    """Outputs: the inputs as the host shows them (same property names) plus state, health and statistics.
+    A suspended or resynchronization-required leg reads as `suspended` true, so a refresh shows it as drift
+    that `pulumi up` resumes; the observed values themselves are outputs only (never inputs)."""
     applied = asdict(info.settings)
     if info.settings.authentication == "Kerberos":
         applied["certificate_thumbprint"] = inputs.get("certificate_thumbprint")
@@ -135,6 +152,7 @@ def observed(inputs: Mapping[str, Any], info: hv.VMReplicationInfo) -> dict[str,
     return {
         **inputs,
         **applied,
+        "suspended": info.state in hv.SUSPENDED_STATES,
         "vm_id": info.vm_id,
         "state": info.state,
         "health": info.health,
@@ -142,7 +160,14 @@ def observed(inputs: Mapping[str, Any], info: hv.VMReplicationInfo) -> dict[str,
         "primary_server": info.primary_server,
         "replica_server": info.replica_server,
         "last_replication_time": info.last_replication_time,
+        "statistics": _statistics(info.statistics),
     }
+
+
+def _statistics(statistics: hv.ReplicationStatistics | None) -> dict[str, Any] | None:
+    if statistics is None:
+        return None
+    return {**asdict(statistics), "health_details": list(statistics.health_details)}
 
 
 def relationship_id(inputs: Mapping[str, Any]) -> str:
@@ -157,7 +182,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
         checked = CheckFailures(news, secret_keys=("primary", "replica"))
         for key in ("primary", "replica"):
             check_connection(checked, key, "ReplicationRelationship")
-        checked.string("vm_name", required=True, problem=_vm_name_problem)
+        checked.string("vm_name", required=True, problem=hv.vm_name_problem)
         checked.string("replica_server_fqdn", required=True, problem=pki.dns_name_problem)
         auth = checked.choice("authentication", hv.VM_AUTHENTICATIONS, default="Certificate")
         _check_thumbprint(checked, auth)
@@ -178,8 +203,17 @@ class ReplicationRelationshipProvider(ResourceProvider):
             "bypass_proxy_server",
             "wait_for_initial_replication",
             "delete_replica_vm_on_destroy",
+            "suspended",
+            "start_vm_after_failover",
+            "extended",
         ):
             checked.boolean(key, default=_DEFAULTS[key])
+        checked.choice("resynchronize", RESYNCHRONIZE_CHOICES, default="when_required")
+        direction = checked.choice("on_direction_change", DIRECTION_CHOICES, default="refuse")
+        if checked.inputs.get("extended") is True:
+            _check_extended(checked)
+        if direction == "refuse" and not checked.failures and swapped(_olds, checked.inputs):
+            checked.add("on_direction_change", _swap_refusal(checked.inputs))
         _check_window(checked)
         checked.string_list("excluded_vhd_paths", problem=win.path_problem)
         _check_initial(checked)
@@ -187,6 +221,8 @@ class ReplicationRelationshipProvider(ResourceProvider):
         return checked.result()
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        if news.get("on_direction_change") == "planned_failover" and swapped(olds, news):
+            return DiffResult(changes=True, replaces=[], delete_before_replace=True)  # a failover, no replace
         replaces = [
             k for k in REPLACE_KEYS if contains_unknown(news.get(k)) or _norm(olds, k) != _norm(news, k)
         ]
@@ -194,7 +230,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
             replaces.append("primary")
         changed = [
             k
-            for k in (*SETTING_KEYS, *LOCAL_KEYS)
+            for k in (*SETTING_KEYS, *LOCAL_KEYS, "suspended")
             if contains_unknown(news.get(k)) or _norm(olds, k) != _norm(news, k)
         ]
         return DiffResult(changes=bool(replaces or changed), replaces=replaces, delete_before_replace=True)
@@ -202,7 +238,8 @@ class ReplicationRelationshipProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = user_properties(props)
         session = _session(inputs, "primary")
-        vm_id = hv.resolve_vm(session, inputs["vm_name"]).vm_id  # the only lookup by name
+        # The only lookup by name: an extended relationship starts from the middle host's replica VM.
+        vm_id = hv.resolve_vm(session, inputs["vm_name"], replica=_extended(inputs)).vm_id
         initial = initial_from(inputs)
         excluded = hv.stored_disk_paths(session, vm_id, inputs.get("excluded_vhd_paths") or ())
         try:
@@ -215,8 +252,10 @@ class ReplicationRelationshipProvider(ResourceProvider):
             if not hv.refused_by(refused, "EnableVMReplication"):
                 raise
             infos = _adopt(session, inputs, vm_id, initial, refused)
-        info = _primary_leg(infos, vm_id, session.host)
-        if inputs.get("wait_for_initial_replication"):
+        info = _primary_leg(infos, vm_id, session.host, _extended(inputs))
+        if inputs.get("suspended"):
+            info = _set_suspended(session, inputs, info)
+        elif inputs.get("wait_for_initial_replication"):
             info = wait_until_replicating(session, inputs, info)
         return CreateResult(relationship_id(inputs), observed(inputs, info))
 
@@ -228,7 +267,7 @@ class ReplicationRelationshipProvider(ResourceProvider):
         session = _session(inputs, "primary")
         try:
             vm_id = _vm_id(outputs, session)
-            info = hv.find_replication(hv.vm_replications(session, vm_id), vm_id, "Primary")
+            info = hv.find_sending_leg(hv.vm_replications(session, vm_id), vm_id, _extended(inputs))
         except NotFound as missing:
             # Not "gone": the connection may point at the wrong host; say what to do, keep the state.
             raise NotFound(
@@ -247,17 +286,21 @@ class ReplicationRelationshipProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = user_properties(news)
+        if swapped(olds, inputs):
+            return UpdateResult(PlannedFailover(olds, inputs).run())
         changed = {k for k in SETTING_KEYS if _norm(olds, k) != _norm(inputs, k)}
-        if not changed:
+        suspension = _norm(olds, "suspended") != _norm(inputs, "suspended")
+        if not changed and not suspension:
             # Connection or provider-side options only: no host is touched.
             return UpdateResult({**inputs, **{k: olds.get(k) for k in COMPUTED_KEYS}})
         session = _session(inputs, "primary")
         vm_id = _vm_id(olds, session)
-        result = session.run(
-            hv.set_replication_cmd(vm_id, settings_from(inputs), changed), hv.replication_read_cmd(vm_id)
-        )
+        statements = [hv.set_replication_cmd(vm_id, settings_from(inputs), changed)] if changed else []
+        result = session.run(*statements, *hv.relationship_read_cmds(vm_id))
         result.raise_errors()
-        leg = _primary_leg(hv.parse_replications(result.output), vm_id, session.host)
+        leg = _primary_leg(hv.parse_replications(result.output), vm_id, session.host, _extended(inputs))
+        if suspension:
+            leg = _set_suspended(session, inputs, leg)
         return UpdateResult(observed(inputs, leg))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -275,7 +318,9 @@ class ReplicationRelationshipProvider(ResourceProvider):
             return
         # Remove-VMReplication affects only the host it runs on, so both legs go at once.
         with ThreadPoolExecutor(max_workers=1) as background:
-            primary_removed = background.submit(hv.remove_replication, primary, vm_id)
+            # An extended relationship removes only the middle host's extended leg, never the first one.
+            remove = hv.remove_extended_replication if _extended(outputs) else hv.remove_replication
+            primary_removed = background.submit(remove, primary, vm_id)
             replica_vm = hv.remove_replication(replica, vm_id)
             primary_removed.result()
         # The replica VM goes only on request, and only once it has no replication left (an extended
@@ -283,6 +328,128 @@ class ReplicationRelationshipProvider(ResourceProvider):
         unreplicated = replica_vm is not None and replica_vm.replication_mode == "None"
         if outputs.get("delete_replica_vm_on_destroy") and unreplicated:
             hv.remove_vm(replica, vm_id)
+
+
+def swapped(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+    """Whether `news` exchange the hosts of `olds` for the same VM: the old replica host is the new primary
+    and the old primary the new replica."""
+    keys = ("primary", "replica")
+    if not all(isinstance(olds.get(k), Mapping) and isinstance(news.get(k), Mapping) for k in keys):
+        return False  # no old state (create), or connections still unknown at preview
+    if contains_unknown(news.get("primary")) or contains_unknown(news.get("replica")):
+        return False
+    old_primary, old_replica = _identity(olds["primary"]), _identity(olds["replica"])
+    return (
+        old_primary != old_replica  # one connection for both roles swaps nothing
+        and olds.get("vm_name") == news.get("vm_name")
+        and _identity(news["primary"]) == old_replica
+        and _identity(news["replica"]) == old_primary
+    )
+
+
+def _swap_refusal(inputs: Mapping[str, Any]) -> str:
+    new_primary = HostConnection.from_input(inputs["primary"]).host
+    old_primary = HostConnection.from_input(inputs["replica"]).host
+    return (
+        f"primary and replica of VM {inputs['vm_name']!r} are swapped: with on_direction_change 'refuse' "
+        "(the default) that would replace the relationship, i.e. delete it and start a new full initial "
+        "replication in the other direction. Set on_direction_change to 'planned_failover' to fail over "
+        f"instead: the VM is shut down on {old_primary} (it is off until it starts on {new_primary}), "
+        f"Start-VMFailover -Prepare runs there, Start-VMFailover on {new_primary}, Set-VMReplication "
+        f"-Reverse to {old_primary}, and the VM starts on {new_primary} (start_vm_after_failover); no new "
+        "initial replication"
+    )
+
+
+class PlannedFailover:
+    """The planned failover of one relationship to its old replica host, as Windows requires it (§3.4 flow
+    4). Each step runs only when the hosts' states say it is still to do, so a re-run after a failure
+    half-way continues where it stopped; a failure says which steps are done and how to go back."""
+
+    def __init__(self, olds: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+        self.inputs = inputs
+        self.old_primary, self.new_primary = _session(olds, "primary"), _session(inputs, "primary")
+        self.vm_id = _vm_id(olds, self.old_primary)
+        self.label = f"planned failover of VM {inputs['vm_name']!r} (id {self.vm_id})"
+        self.done: list[str] = []
+
+    def run(self) -> dict[str, Any]:
+        old, new, vm_id = self.old_primary, self.new_primary, self.vm_id
+        step = f"reading the VM's replication on {old.host} and {new.host}"
+        try:
+            old_leg = hv.find_replication(hv.vm_replications(old, vm_id), vm_id, "Primary")
+            new_legs = hv.vm_replications(new, vm_id)
+            if hv.find_replication(new_legs, vm_id, "Primary") is None:
+                new_leg = hv.find_replication(new_legs, vm_id, "Replica")
+                if new_leg is None or new_leg.state not in hv.FAILED_OVER_STATES:
+                    if old_leg is None or old_leg.state != "PreparedForFailover":
+                        step = f"shutting the VM down on {old.host} and Start-VMFailover -Prepare"
+                        self._run(old, *hv.prepare_failover_cmds(vm_id))
+                    step = f"Start-VMFailover on {new.host}"
+                    self._run(new, hv.failover_cmd(vm_id))
+                step = f"Set-VMReplication -Reverse on {new.host}"
+                self._run(new, hv.reverse_cmd(vm_id, settings_from(self.inputs)))
+            if self.inputs.get("start_vm_after_failover", True):
+                vm = hv.find_vm(new, vm_id)
+                if vm is not None and vm.state != "Running":
+                    step = f"Start-VM on {new.host}"
+                    self._run(new, [hv.vm_by_id(vm_id), cmd("Start-VM", ErrorAction="Stop")])
+            step = f"reading the reversed replication on {new.host}"
+            leg = _primary_leg(hv.vm_replications(new, vm_id), vm_id, new.host)
+            if self.inputs.get("wait_for_initial_replication"):
+                step = f"waiting for Replicating on {new.host}"
+                leg = wait_until_replicating(new, self.inputs, leg)
+        except RemoteError as failed:
+            raise self._stopped(step, failed) from failed
+        return observed(self.inputs, leg)
+
+    def _run(self, session: Session, *statements: Sequence[Any]) -> None:
+        session.run(*statements).raise_errors()
+        self.done.append(" | ".join(c.name for st in statements for c in st if c.name != "Get-VM"))
+
+    def _stopped(self, step: str, failed: RemoteError) -> RemoteError:
+        old, new = self.old_primary.host, self.new_primary.host
+        done = "; ".join(self.done) or "nothing"
+        back = (
+            f"to go back instead, run `Get-VM -Id {self.vm_id} | Stop-VMFailover` on {new} (if it failed "
+            f"over) and on {old} (if it was prepared), then `Start-VM` there, and restore primary/replica in "
+            "the program"
+        )
+        return type(failed)(
+            f"{self.label} stopped at: {step}: {failed.remote_message}. Done before: {done}. The VM is off "
+            f"until the failover completes. Run `pulumi up` again to continue from this step; {back}",
+            cmdlet=failed.cmdlet,
+            fq_error_id=failed.fq_error_id,
+            category=failed.category,
+            host=failed.host,
+        )
+
+
+def _set_suspended(
+    session: Session, inputs: Mapping[str, Any], leg: hv.VMReplicationInfo
+) -> hv.VMReplicationInfo:
+    """Suspend or resume the primary leg as `suspended` says, judged by the state the host reports now. A leg
+    that needs a resynchronization resumes with -Resynchronize unless `resynchronize` is "never"."""
+    want = bool(inputs.get("suspended"))
+    if want == (leg.state in hv.SUSPENDED_STATES):
+        return leg
+    if want:
+        statement = hv.suspend_cmd(leg.vm_id, extended=_extended(inputs))
+    elif leg.state in hv.RESYNC_STATES and inputs.get("resynchronize") == "never":
+        raise InvalidState(
+            f"VM {leg.vm_name!r} needs a resynchronization (state {leg.state}) and resynchronize is 'never': "
+            f"run `Resume-VMReplication -VMName '{leg.vm_name}' -Resynchronize` on {session.host} when it "
+            "suits (it compares both copies block by block and deletes the replica's recovery points), or "
+            "set resynchronize to 'when_required'",
+            cmdlet="Resume-VMReplication",
+            host=session.host,
+        )
+    else:
+        resync = leg.state in hv.RESYNC_STATES
+        statement = hv.resume_cmd(leg.vm_id, resynchronize=resync, extended=_extended(inputs))
+    result = session.run(statement, *hv.relationship_read_cmds(leg.vm_id))
+    result.raise_errors()
+    return _primary_leg(hv.parse_replications(result.output), leg.vm_id, session.host, _extended(inputs))
 
 
 def _vm_id(outputs: Mapping[str, Any], primary: Session) -> str:
@@ -300,7 +467,7 @@ def _adopt(
 ) -> list[hv.VMReplicationInfo]:
     """The VM's primary leg when the refused enable found it already replicating to our replica."""
     infos = hv.vm_replications(session, vm_id)
-    leg = hv.find_replication(infos, vm_id, "Primary")
+    leg = hv.find_sending_leg(infos, vm_id, _extended(inputs))
     if leg is None:
         raise _explained(inputs, vm_id, refused)
     if leg.settings.replica_server_fqdn.lower() != inputs["replica_server_fqdn"].lower():
@@ -311,7 +478,7 @@ def _adopt(
             host=session.host,
         ) from refused
     if leg.state == "ReadyForInitialReplication" and initial.mode != "none":
-        result = session.run(*hv.initial_replication_cmds(vm_id, initial), hv.replication_read_cmd(vm_id))
+        result = session.run(*hv.initial_replication_cmds(vm_id, initial), *hv.relationship_read_cmds(vm_id))
         result.raise_errors()
         infos = hv.parse_replications(result.output)
     return infos
@@ -338,8 +505,15 @@ def _explained(inputs: Mapping[str, Any], vm_id: str, refused: RemoteError) -> R
     )
 
 
-def _primary_leg(infos: Sequence[hv.VMReplicationInfo], vm_id: str, host: str) -> hv.VMReplicationInfo:
-    info = hv.find_replication(infos, vm_id, "Primary")
+def _extended(inputs: Mapping[str, Any]) -> bool:
+    return inputs.get("extended") is True
+
+
+def _primary_leg(
+    infos: Sequence[hv.VMReplicationInfo], vm_id: str, host: str, extended: bool = False
+) -> hv.VMReplicationInfo:
+    """The leg the relationship manages (its primary leg, or the extended one), which must be there."""
+    info = hv.find_sending_leg(infos, vm_id, extended)
     if info is None:
         raise RemoteError(f"replication of VM {vm_id} is not visible after enabling it", host=host)
     return info
@@ -354,34 +528,73 @@ def wait_until_replicating(
     poll_sec: float | None = None,
 ) -> hv.VMReplicationInfo:
     """Poll until the primary leg is Replicating, printing progress; time out with a clear error."""
-    poll_sec = POLL_INTERVAL_SEC if poll_sec is None else poll_sec
-    timeout = float(inputs.get("initial_replication_timeout_sec") or DEFAULT_WAIT_TIMEOUT_SEC)
-    started = time.monotonic()
     label = f"ReplicationRelationship {info.vm_name!r} ({session.host} -> {inputs['replica_server_fqdn']})"
-    while info.state != "Replicating":
+    timeout = float(inputs.get("initial_replication_timeout_sec") or DEFAULT_WAIT_TIMEOUT_SEC)
+    first = {info.vm_id: info}
+
+    def poll() -> dict[str, hv.VMReplicationInfo]:
+        if first:
+            return {info.vm_id: first.pop(info.vm_id)}  # the leg just read: no second query for it
+        legs = hv.vm_replications(session, info.vm_id)
+        return {info.vm_id: _primary_leg(legs, info.vm_id, session.host, _extended(inputs))}
+
+    legs = wait_all_replicating(session.host, label, poll, timeout, sleep=sleep, poll_sec=poll_sec)
+    return legs[info.vm_id]
+
+
+# States an initial replication does not leave on its own.
+STOPPED_STATES = ("Error", "Disabled", "WaitingForStartResynchronize")
+
+
+def _by_name(leg: hv.VMReplicationInfo) -> str:
+    return leg.vm_name
+
+
+def wait_all_replicating(
+    host: str,
+    label: str,
+    poll: Callable[[], dict[str, hv.VMReplicationInfo]],
+    timeout: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_sec: float | None = None,
+) -> dict[str, hv.VMReplicationInfo]:
+    """Call `poll` (the primary legs of the awaited VMs by id, from one query) until every leg is
+    Replicating, printing progress; a leg that stopped, or the timeout, is a clear error."""
+    poll_sec = POLL_INTERVAL_SEC if poll_sec is None else poll_sec
+    started = time.monotonic()
+    while True:
+        legs = poll()
         elapsed = time.monotonic() - started
+        waiting = sorted((leg for leg in legs.values() if leg.state != "Replicating"), key=_by_name)
+        if not waiting:
+            health = sorted({leg.health for leg in legs.values()})
+            print(f"{label}: Replicating, health {', '.join(health)}", flush=True)
+            return legs
+        shown = ", ".join(f"{leg.vm_name} {leg.state}" for leg in waiting[:5])
         print(
-            f"{label}: initial replication {info.state}, health {info.health}, {elapsed:.0f}s elapsed",
+            f"{label}: initial replication {len(legs) - len(waiting)}/{len(legs)} done; waiting for {shown}"
+            f"{' ...' if len(waiting) > 5 else ''}, {elapsed:.0f}s elapsed",
             flush=True,
         )
-        if info.state in ("Error", "Disabled", "WaitingForStartResynchronize"):
+        stopped = [leg for leg in waiting if leg.state in STOPPED_STATES]
+        if stopped:
+            leg = stopped[0]
             raise InvalidState(
-                f"initial replication of VM {info.vm_name!r} stopped in state {info.state} "
-                f"(health {info.health}); check Measure-VMReplication on the primary",
+                f"initial replication of VM {leg.vm_name!r} stopped in state {leg.state} "
+                f"(health {leg.health}); check Measure-VMReplication on the primary",
                 cmdlet="Start-VMInitialReplication",
-                host=session.host,
+                host=host,
             )
         if elapsed + poll_sec > timeout:
             raise InvalidState(
-                f"initial replication of VM {info.vm_name!r} is still {info.state} after {timeout:.0f}s; "
-                "raise initial_replication_timeout_sec or set wait_for_initial_replication to false",
+                f"initial replication of VM {waiting[0].vm_name!r} is still {waiting[0].state} after "
+                f"{timeout:.0f}s; raise initial_replication_timeout_sec or set wait_for_initial_replication "
+                "to false",
                 cmdlet="Get-VMReplication",
-                host=session.host,
+                host=host,
             )
         sleep(poll_sec)
-        info = _primary_leg(hv.vm_replications(session, info.vm_id), info.vm_id, session.host)
-    print(f"{label}: Replicating, health {info.health}", flush=True)
-    return info
 
 
 def _session(inputs: Mapping[str, Any], key: str) -> Session:
@@ -404,14 +617,25 @@ def _norm(values: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def _vm_name_problem(name: str) -> str | None:
-    if any(ch in name for ch in hv.WILDCARD_CHARACTERS):
-        return "Hyper-V cmdlets treat * ? [ ] in VM names as wildcards; rename the VM"
-    if name != name.strip():
-        return "it has leading or trailing spaces"
-    if len(name) > hv.MAX_VM_NAME:
-        return f"Hyper-V VM names have at most {hv.MAX_VM_NAME} characters"
-    return None
+def _check_extended(checked: CheckFailures) -> None:
+    """Windows' rules for an extended leg, and what this provider does not do with one."""
+    frequency = checked.inputs.get("frequency_sec")
+    known = not checked.failed("frequency_sec") and not is_unknown(frequency)
+    if known and frequency not in EXTENDED_FREQUENCIES:
+        checked.add(
+            "frequency_sec",
+            "extended replication runs every 300 or 900 seconds (and not more often than the replication it "
+            "extends); set frequency_sec to 300 or 900",
+        )
+    if checked.inputs.get("vss_snapshot_frequency_hour"):
+        checked.add("vss_snapshot_frequency_hour", "extended replication keeps no VSS copies; set it to 0")
+    if checked.inputs.get("excluded_vhd_paths"):
+        checked.add("excluded_vhd_paths", "extended replication sends the replica VM's disks; remove it")
+    if checked.inputs.get("on_direction_change") == "planned_failover":
+        checked.add(
+            "on_direction_change",
+            "a planned failover of an extended replication is not supported; fail over the first leg",
+        )
 
 
 def _check_thumbprint(checked: CheckFailures, auth: str | None) -> None:
@@ -577,6 +801,22 @@ class ReplicationRelationshipArgs:
     """How long to wait for the initial copy (default 1800)."""
     delete_replica_vm_on_destroy: pulumi.Input[bool] | None = None
     """Also delete the replica VM when the relationship is destroyed (default false: data is kept)."""
+    suspended: pulumi.Input[bool] | None = None
+    """Pause replication (Suspend-VMReplication; default false). A refresh shows a leg paused or needing a
+    resynchronization on the host as true, so `pulumi up` resumes it."""
+    resynchronize: pulumi.Input[str] | None = None
+    """`when_required` (default): resume a leg that needs it with `Resume-VMReplication -Resynchronize`;
+    `never`: refuse, with the command to run at a time that suits."""
+    on_direction_change: pulumi.Input[str] | None = None
+    """What swapping `primary` and `replica` (same VM) does: `refuse` (default; check fails, since it would
+    be a replace with a new full initial replication) or `planned_failover` (an update: shut the VM down on
+    the old primary, fail over to the old replica and reverse replication; the VM is off in between)."""
+    start_vm_after_failover: pulumi.Input[bool] | None = None
+    """Start the VM on the new primary after a planned failover (default true)."""
+    extended: pulumi.Input[bool] | None = None
+    """Extended replication (default false): `primary` is then the host that holds the REPLICA VM (the
+    middle hop) and `replica` a third host; 300 or 900 s, no VSS, no excluded disks. Delete removes only the
+    middle host's extended leg."""
 
 
 class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRelationship"):
@@ -589,6 +829,7 @@ class ReplicationRelationship(Resource, module="hvreplica", name="ReplicationRel
     primary_server: pulumi.Output[str]
     replica_server: pulumi.Output[str]
     last_replication_time: pulumi.Output[str]
+    statistics: pulumi.Output[dict[str, Any]]
 
     def __init__(
         self,

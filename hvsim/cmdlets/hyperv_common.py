@@ -184,9 +184,9 @@ def find_vms(
     if objects:
         found = []
         for obj in objects:
-            vm = hyperv.vm_by_id(str(_property(obj, "VMId") or _property(obj, "Id") or ""))
+            vm = hyperv.vm_by_id(str(property_value(obj, "VMId") or property_value(obj, "Id") or ""))
             if vm is None:
-                ctx.write_error(vm_not_found(ctx, str(_property(obj, "Name") or ""), OBJECT_NOT_FOUND))
+                ctx.write_error(vm_not_found(ctx, str(property_value(obj, "Name") or ""), OBJECT_NOT_FOUND))
             else:
                 found.append(vm)
         return found
@@ -204,7 +204,7 @@ def find_vms(
     return selected
 
 
-def _property(obj: PSObject, name: str) -> Any:
+def property_value(obj: PSObject, name: str) -> Any:
     for prop in (*obj.PSObject.adapted_properties, *obj.PSObject.extended_properties):
         if prop.name.lower() == name.lower():
             return prop.get_value(obj)

@@ -21,7 +21,15 @@ from hvsim.cmdlets.objects import (
     timespan,
     u64,
 )
-from hvsim.hyperv import AuthorizationEntry, HyperVHost, RecoveryPoint, Replication, VirtualMachine
+from hvsim.hyperv import (
+    AuthorizationEntry,
+    HyperVHost,
+    NetworkAdapter,
+    RecoveryPoint,
+    Replication,
+    VirtualMachine,
+    VirtualSwitch,
+)
 
 NS = "Microsoft.HyperV.PowerShell"
 
@@ -157,6 +165,16 @@ HARD_DISK_DRIVE_TN = (
     VIRTUALIZATION_OBJECT,
 )
 ControllerType = define_enum(f"{NS}.ControllerType", {"IDE": 0, "SCSI": 1, "PMEM": 2})
+VMSwitchType = define_enum(f"{NS}.VMSwitchType", {"Private": 0, "Internal": 1, "External": 2})
+VM_SWITCH_TN = (f"{NS}.VMSwitch", VIRTUALIZATION_OBJECT)
+# VMNetworkAdapter : VMNetworkAdapterBase : VMDevice : VMComponentObject : VirtualizationObject.
+VM_NETWORK_ADAPTER_TN = (
+    f"{NS}.VMNetworkAdapter",
+    f"{NS}.VMNetworkAdapterBase",
+    f"{NS}.VMDevice",
+    f"{NS}.VMComponentObject",
+    VIRTUALIZATION_OBJECT,
+)
 
 RECOVERY_AUTH_NAMES = {1: "Kerberos", 2: "Certificate", 3: "CertificateAndKerberos"}
 
@@ -215,23 +233,34 @@ def vm_object(hyperv: HyperVHost, vm: VirtualMachine, now: datetime) -> Any:
     )
 
 
+def leg_mode(vm: VirtualMachine, rep: Replication) -> str:
+    """The ReplicationMode a leg shows: the VM's own (Replica) for its extended leg, which hvsim keeps as a
+    sending ("Primary") leg."""
+    return vm.replication_mode if rep is vm.extended else rep.mode
+
+
+def leg_type(vm: VirtualMachine, rep: Replication) -> str:
+    return "Extended" if rep is vm.extended else "Simple"
+
+
 def _replication_identity(hyperv: HyperVHost, vm: VirtualMachine, rep: Replication) -> dict[str, Any]:
     """The leading properties VMReplication and VMReplicationHealth share, in their order."""
     return {
         **_identity(hyperv, vm),
-        "ReplicationMode": VMReplicationMode[rep.mode],
+        "ReplicationMode": VMReplicationMode[leg_mode(vm, rep)],
         "ReplicationState": VMReplicationState[rep.state],
         "ReplicationHealth": VMReplicationHealthState[rep.health],
-        "ReplicationRelationshipType": VMReplicationRelationshipType["Simple"],
+        "ReplicationRelationshipType": VMReplicationRelationshipType[leg_type(vm, rep)],
         "PrimaryServerName": rep.primary_server_name,
         "ReplicaServerName": rep.settings.replica_server_name,
         "CurrentReplicaServerName": rep.settings.replica_server_name,
     }
 
 
-def replication_object(hyperv: HyperVHost, vm: VirtualMachine) -> Any:
-    """A `VMReplication` (Get-VMReplication, -Passthru of the replication cmdlets)."""
-    rep = vm.replication
+def replication_object(hyperv: HyperVHost, vm: VirtualMachine, leg: Replication | None = None) -> Any:
+    """A `VMReplication` (Get-VMReplication, -Passthru of the replication cmdlets) of the leg `leg`, the
+    simple one by default."""
+    rep = leg or vm.replication
     assert rep is not None  # callers select replication-enabled VMs
     s = rep.settings
     excluded = set(s.excluded_disks)  # the stored paths, exactly (Enable-VMReplication checked them so)
@@ -259,15 +288,24 @@ def replication_object(hyperv: HyperVHost, vm: VirtualMachine) -> Any:
         "InitialReplicationStartTime": _optional_time(rep.initial_replication_start_time),
         "ResynchronizeStartTime": None,
         "LastReplicationTime": _optional_time(rep.last_replication_time),
-        "LastAppliedLogTime": _optional_time(rep.last_replication_time if rep.mode == "Replica" else None),
-        "TestVirtualMachine": None,
+        "LastAppliedLogTime": _optional_time(
+            rep.last_replication_time if rep.mode in ("Replica", "ExtendedReplica") else None
+        ),
+        "TestVirtualMachine": _test_vm_text(hyperv, rep),
     }
     return dotnet_object(VM_REPLICATION_TN, props, to_string=f"VMReplication (VMName = '{vm.name}')")
 
 
-def replication_health_object(hyperv: HyperVHost, vm: VirtualMachine, now: datetime) -> Any:
-    """A `VMReplicationHealth` (Measure-VMReplication)."""
-    rep = vm.replication
+def _test_vm_text(hyperv: HyperVHost, rep: Replication) -> str | None:
+    test_vm = hyperv.vm_by_id(rep.test_vm_id) if rep.test_vm_id else None
+    return f"VirtualMachine (Name = '{test_vm.name}') [Id = '{test_vm.id}']" if test_vm else None
+
+
+def replication_health_object(
+    hyperv: HyperVHost, vm: VirtualMachine, now: datetime, leg: Replication | None = None
+) -> Any:
+    """A `VMReplicationHealth` (Measure-VMReplication) of the leg `leg`, the simple one by default."""
+    rep = leg or vm.replication
     assert rep is not None
     st = rep.stats
     average_bytes = st.total_bytes // st.successful if st.successful else 0
@@ -381,4 +419,35 @@ def snapshot_object(hyperv: HyperVHost, vm: VirtualMachine, point: RecoveryPoint
     }
     return dotnet_object(
         VM_SNAPSHOT_TN, props, to_string=f"VMSnapshot (Name = '{point.name}', VMName = '{vm.name}')"
+    )
+
+
+def switch_object(hyperv: HyperVHost, switch: VirtualSwitch) -> Any:
+    props: dict[str, Any] = {
+        "ComputerName": hyperv.computer_name,
+        "Name": switch.name,
+        "Id": guid(switch.id),
+        "SwitchType": VMSwitchType[switch.switch_type],
+        "IsDeleted": False,
+    }
+    return dotnet_object(
+        VM_SWITCH_TN, props, to_string=f"VMSwitch (Name = '{switch.name}') [Id = '{switch.id}']"
+    )
+
+
+def network_adapter_object(hyperv: HyperVHost, vm: VirtualMachine, adapter: NetworkAdapter) -> Any:
+    index = vm.network_adapters.index(adapter)
+    props: dict[str, Any] = {
+        **_identity(hyperv, vm),
+        "Name": adapter.name,
+        "Id": f"Microsoft:{vm.id.upper()}\\{index}",
+        "SwitchName": adapter.switch_name or None,
+        "Connected": bool(adapter.switch_name),
+        "IsManagementOs": False,
+        "MacAddress": "000000000000",
+    }
+    return dotnet_object(
+        VM_NETWORK_ADAPTER_TN,
+        props,
+        to_string=f"VMNetworkAdapter (Name = '{adapter.name}', VMName = '{vm.name}') [VMId = '{vm.id}']",
     )

@@ -47,6 +47,7 @@ from hvsim.cmdlets.hyperv_common import (
     invalid_state,
     not_applicable,
     not_enabled,
+    property_value,
     require_dns_name,
     select_vms,
     vm_failure,
@@ -60,11 +61,14 @@ from hvsim.cmdlets.hyperv_objects import (
     VMReplicationMode,
     VMReplicationRelationshipType,
     VMReplicationState,
+    leg_mode,
+    leg_type,
     replication_health_object,
     replication_object,
 )
 from hvsim.hyperv import (
     ANY_SERVER,
+    DEFAULT_FREQUENCY_SEC,
     Replication,
     ReplicationSettings,
     ReplicationStats,
@@ -173,11 +177,11 @@ def _connect(
             now,
         )
     except ReplicationCheckError as exc:
-        _connection_error(ctx, vm, exc, failure)
+        connection_error(ctx, vm, exc, failure)
         return None
 
 
-def _connection_error(
+def connection_error(
     ctx: CmdletContext, vm: VirtualMachine, exc: ReplicationCheckError, failure: str
 ) -> None:
     ctx.write_error(connection_failed(ctx, f"Hyper-V failed to {failure} virtual machine '{vm.name}'", exc))
@@ -272,12 +276,11 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         if vm.replication_mode == "Primary":
             ctx.write_error(already_enabled(ctx, vm))
             continue
-        if vm.replication_mode != "None":
-            message = (
-                f"Virtual machine '{vm.name}' is a {vm.replication_mode} virtual machine; extended "
-                "replication is not emulated by hvsim."
-            )
-            ctx.write_error(hyperv_error(ctx, OPERATION_FAILED, message))
+        if vm.replication_mode == "Replica":
+            _enable_extended(ctx, args, vm, now)
+            continue
+        if vm.replication_mode != "None":  # TestReplica, ExtendedReplica (EnableVMReplication.cs)
+            ctx.write_error(not_applicable(ctx, vm))
             continue
         settings = _settings_from(args, ReplicationSettings("", 0, "Kerberos"))
         if not _check_excluded(ctx, vm, settings) or not ctx.should_process(vm.name, "Enable-VMReplication"):
@@ -287,17 +290,61 @@ def enable_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             continue
         if not _create_replica_vm(ctx, vm, settings, target, now):
             continue
-        vm.replication = Replication(
-            mode="Primary",
-            state="ReadyForInitialReplication",
-            health="Warning",
-            primary_server_name=ctx.host.fqdn,
-            settings=settings,
-            stats=ReplicationStats(monitoring_start=now),
-        )
-        refresh_health(vm.replication, now)
+        vm.replication = _sending_leg(ctx, settings, now)
         if args.get("PassThru"):
             ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+def _sending_leg(ctx: CmdletContext, settings: ReplicationSettings, now: datetime) -> Replication:
+    """A new leg this host sends on (a primary leg, or a replica VM's extended leg), before its initial
+    replication (§3.2 #1)."""
+    leg = Replication(
+        mode="Primary",
+        state="ReadyForInitialReplication",
+        health="Warning",
+        primary_server_name=ctx.host.fqdn,
+        settings=settings,
+        stats=ReplicationStats(monitoring_start=now),
+    )
+    refresh_health(leg, now)
+    return leg
+
+
+EXTENDED_FREQUENCIES = (300, 900)
+
+
+def _enable_extended(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine, now: datetime) -> None:
+    """§3.4 flow 6: Enable-VMReplication of a Replica VM makes its extended leg to a third host (hvsim makes
+    there a VM in mode ExtendedReplica). Rules: 300 or 900 s and not more frequent than the leg it receives
+    (SetVMReplication.ValidateAndSetReplicationFrequency), no application-consistent points, no disk
+    selection (hyperv-replica reference §2.3, §3.4)."""
+    rep = vm.replication
+    assert rep is not None
+    if vm.extended is not None:
+        ctx.write_error(already_enabled(ctx, vm))
+        return
+    frequency = args.get("ReplicationFrequencySec", DEFAULT_FREQUENCY_SEC)
+    if frequency not in EXTENDED_FREQUENCIES or frequency < rep.settings.frequency_sec:
+        message = (
+            "The replication frequency is not valid for extended replication: use 300 or 900 seconds, and "
+            f"not more often than the replication it extends ({rep.settings.frequency_sec} seconds)."
+        )
+        ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+        return
+    for refused in ("VSSSnapshotFrequencyHour", "ExcludedVhdPath"):
+        if refused in args:
+            message = f"'{refused}' is not applicable to the extended replication of '{vm.name}'."
+            ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+            return
+    settings = _settings_from(args, ReplicationSettings("", 0, "Kerberos"))
+    if not ctx.should_process(vm.name, "Enable-VMReplication"):
+        return
+    target = _connect(ctx, vm, settings, now, "enable extended replication for")
+    if target is None or not _create_replica_vm(ctx, vm, settings, target, now, mode="ExtendedReplica"):
+        return
+    vm.extended = _sending_leg(ctx, settings, now)
+    if args.get("PassThru"):
+        ctx.write_output(replication_object(ctx.host.hyperv, vm, vm.extended))
 
 
 def already_enabled(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
@@ -314,6 +361,7 @@ def _create_replica_vm(
     settings: ReplicationSettings,
     target: ReplicationTarget,
     now: datetime,
+    mode: str = "Replica",
 ) -> bool:
     """§3.2 #1: the replica VM appears at once on the replica server (same VMId) under the storage path of
     the authorization entry that admitted the primary; a VM prepared with -AsReplica is used as it is."""
@@ -352,18 +400,34 @@ def _create_replica_vm(
         )
         replica.files.make_dirs(disks_dir)
         replica.files.make_dirs(f"{root}\\Virtual Machines")
-    existing.replication = Replication(
-        mode="Replica",
-        state="WaitingForInitialReplication",
+    _make_replica_leg(ctx, existing, settings, target, now, replicated=False, mode=mode)
+    return True
+
+
+def _make_replica_leg(
+    ctx: CmdletContext,
+    replica_vm: VirtualMachine,
+    settings: ReplicationSettings,
+    target: ReplicationTarget,
+    now: datetime,
+    *,
+    replicated: bool,
+    mode: str = "Replica",
+) -> None:
+    """The replica side of a relationship fed by this host, admitted by `target`'s authorization entry:
+    waiting for its initial replication, or (a planned reverse) already in step with the primary."""
+    replica_vm.replication = Replication(
+        mode=mode,
+        state="Replicating" if replicated else "WaitingForInitialReplication",
         health="Warning",
         primary_server_name=ctx.host.fqdn,
         settings=dataclasses.replace(settings),
         stats=ReplicationStats(monitoring_start=now),
-        allowed_primary_server=entry.allowed_primary_server,
-        trust_group=entry.trust_group,
+        allowed_primary_server=target.entry.allowed_primary_server,
+        trust_group=target.entry.trust_group,
+        last_replication_time=now if replicated else None,
     )
-    refresh_health(existing.replication, now)
-    return True
+    refresh_health(replica_vm.replication, now)
 
 
 def _enable_as_replica(ctx: CmdletContext, args: BoundArguments) -> None:
@@ -428,9 +492,12 @@ def set_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             ctx.write_error(not_enabled(ctx, vm, INVALID_STATE))
             continue
         _validate_settings(ctx, args, rep.settings)
-        if args.get("Reverse") or args.get("AsReplica"):
-            # -Reverse needs a failed-over replica, -AsReplica a VM without replication; no failover in hvsim.
+        if args.get("AsReplica"):
+            # -AsReplica needs a VM without replication (hvsim emulates it in Enable-VMReplication only).
             ctx.write_error(invalid_state(ctx, vm))
+            continue
+        if args.get("Reverse"):
+            _reverse(ctx, args, vm, rep, now)
             continue
         if rep.mode == "Replica":
             message = (
@@ -452,6 +519,62 @@ def set_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             rep.initial_replication_start_time = start
         if args.get("PassThru"):
             ctx.write_output(replication_object(ctx.host.hyperv, vm))
+
+
+FAILED_OVER = ("FailedOverWaitingCompletion", "FailedOver")
+
+
+def _reverse(
+    ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine, rep: Replication, now: datetime
+) -> None:
+    """§3.2 #18/#19: a failed-over replica becomes the primary and replicates to its old primary (or the
+    -ReplicaServerName given). SetVMReplication.ValidateReplication refuses -Reverse on a primary and, with
+    certificate authentication, without this host's own -CertificateThumbprint; VMMS then needs the
+    failed-over state and a target that passes every connection check. A target VM prepared for planned
+    failover turns into the replica at once (no initial replication); otherwise the target gets a replica VM
+    waiting for an initial replication, as Enable-VMReplication makes one."""
+    if rep.mode != "Replica":
+        ctx.write_error(not_applicable(ctx, vm))
+        return
+    if rep.settings.authentication_type == "Certificate" and not args.get("CertificateThumbprint"):
+        message = (
+            "The certificate thumbprint of this server must be provided to reverse the replication of "
+            f"virtual machine '{vm.name}'."
+        )
+        ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+        return
+    if rep.state not in FAILED_OVER:
+        ctx.write_error(invalid_state(ctx, vm))
+        return
+    settings = _settings_from(
+        args, dataclasses.replace(rep.settings, replica_server_name=rep.primary_server_name)
+    )
+    if not ctx.should_process(vm.name, "Set-VMReplication"):
+        return
+    target = _connect(ctx, vm, settings, now, "reverse the replication of")
+    if target is None:
+        return
+    old = target.host.hyperv.vm_by_id(vm.id)
+    planned = (
+        old is not None and old.replication is not None and old.replication.state == "PreparedForFailover"
+    )
+    if old is not None and planned:
+        _make_replica_leg(ctx, old, settings, target, now, replicated=True)
+    elif not _create_replica_vm(ctx, vm, settings, target, now):
+        return
+    vm.replication = Replication(
+        mode="Primary",
+        state="Replicating" if planned else "ReadyForInitialReplication",
+        health="Normal",
+        primary_server_name=ctx.host.fqdn,
+        settings=settings,
+        stats=ReplicationStats(monitoring_start=now),
+        last_replication_time=now if planned else None,
+        next_cycle_at=now + timedelta(seconds=settings.frequency_sec) if planned else None,
+    )
+    vm.recovery_points.clear()  # a primary has no recovery points
+    refresh_health(vm.replication, now)
+    _passthru(ctx, args, vm)
 
 
 def _valid_schedule(
@@ -536,12 +659,12 @@ def _query(ctx: CmdletContext, args: BoundArguments, missing: ErrorKind) -> list
             if given:
                 ctx.write_error(not_enabled(ctx, vm, missing))
             continue
-        if vm not in selected and _filters_match(args, vm.replication):
+        if vm not in selected and any(_filters_match(args, vm, leg) for leg in vm.legs()):
             selected.append(vm)
     return selected
 
 
-def _filters_match(args: BoundArguments, rep: Replication) -> bool:
+def _filters_match(args: BoundArguments, vm: VirtualMachine, rep: Replication) -> bool:
     checks = (
         ("ReplicaServerName", rep.settings.replica_server_name),
         ("PrimaryServerName", rep.primary_server_name),
@@ -554,8 +677,8 @@ def _filters_match(args: BoundArguments, rep: Replication) -> bool:
     enums = (
         ("ReplicationState", rep.state),
         ("ReplicationHealth", rep.health),
-        ("ReplicationMode", rep.mode),
-        ("ReplicationRelationshipType", "Simple"),
+        ("ReplicationMode", leg_mode(vm, rep)),
+        ("ReplicationRelationshipType", leg_type(vm, rep)),
     )
     return all(args.get(name) is None or args[name].name == value for name, value in enums)
 
@@ -563,14 +686,18 @@ def _filters_match(args: BoundArguments, rep: Replication) -> bool:
 @cmdlet("Get-VMReplication", f"{COMMANDS}.GetVMReplication", _query_params(), default_set="VMName")
 def get_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     for vm in _query(ctx, args, OPERATION_FAILED):  # GetVMReplication.cs: CreateOperationFailedException
-        ctx.write_output(replication_object(ctx.host.hyperv, vm))
+        for leg in vm.legs():
+            if _filters_match(args, vm, leg):
+                ctx.write_output(replication_object(ctx.host.hyperv, vm, leg))
 
 
 @cmdlet("Measure-VMReplication", f"{COMMANDS}.MeasureVMReplication", _query_params(), default_set="VMName")
 def measure_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     now = ctx.lab.now()
     for vm in _query(ctx, args, OBJECT_NOT_FOUND):  # MeasureVMReplication.cs: CreateObjectNotFoundException
-        ctx.write_output(replication_health_object(ctx.host.hyperv, vm, now))
+        for leg in vm.legs():
+            if _filters_match(args, vm, leg):
+                ctx.write_output(replication_health_object(ctx.host.hyperv, vm, now, leg))
 
 
 # --- Remove-VMReplication -----------------------------------------------------------------------------------
@@ -606,10 +733,14 @@ def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     legs = args.get("VMReplication")
     if legs:
         check_computer_name(ctx, args)
-    for vm in find_vms(ctx, None, legs) if legs else select_vms(ctx, args):
-        if relationship is not None and relationship.name == "Extended":
-            message = "'ReplicationRelationshipType' is applicable only on a replica virtual machine."
-            ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+        # A piped VMReplication object is one leg: its relationship type says which.
+        chosen = [(vm, _is_extended_leg(leg)) for leg in legs for vm in find_vms(ctx, None, [leg])]
+    else:
+        extended = relationship is not None and relationship.name == "Extended"
+        chosen = [(vm, extended) for vm in select_vms(ctx, args)]
+    for vm, extended in chosen:
+        if extended:
+            _remove_extended(ctx, args, vm)
             continue
         if vm.replication is None:  # RemoveVMReplication.cs: the invalid-state refusal, not "not enabled"
             ctx.write_error(invalid_state(ctx, vm))
@@ -624,31 +755,65 @@ def remove_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
             ctx.write_output(removed)
 
 
+def _is_extended_leg(leg: Any) -> bool:
+    return getattr(property_value(leg, "ReplicationRelationshipType"), "name", None) == "Extended"
+
+
+def _remove_extended(ctx: CmdletContext, args: BoundArguments, vm: VirtualMachine) -> None:
+    """-ReplicationRelationshipType Extended: a replica VM's extended leg, on this host only."""
+    if vm.replication_mode != "Replica":
+        message = "'ReplicationRelationshipType' is applicable only on a replica virtual machine."
+        ctx.write_error(hyperv_error(ctx, INVALID_PARAMETER, message))
+        return
+    if vm.extended is None:
+        ctx.write_error(invalid_state(ctx, vm))
+        return
+    if not ctx.should_process(vm.name, "Remove-VMReplication"):
+        return
+    removed = replication_object(ctx.host.hyperv, vm, vm.extended)
+    vm.extended = None
+    if args.get("PassThru"):
+        ctx.write_output(removed)
+
+
 # --- lifecycle ----------------------------------------------------------------------------------------------
 
 
 def _lifecycle(
-    ctx: CmdletContext, args: BoundArguments, modes: tuple[str, ...], states: tuple[str, ...]
+    ctx: CmdletContext,
+    args: BoundArguments,
+    modes: tuple[str, ...],
+    states: tuple[str, ...],
+    *,
+    replica_sends: bool = False,
 ) -> list[tuple[VirtualMachine, Replication]]:
-    """The selected VMs, with their replication, whose mode and state accept this cmdlet (§3.3); errors for
-    the others."""
+    """The selected VMs, with the leg this cmdlet acts on, whose mode and state accept it (§3.3); errors for
+    the others. The leg is the extended one with -ReplicationRelationshipType Extended, or on a replica VM
+    for a cmdlet that only sends (`replica_sends`: Start-VMInitialReplication starts the extended leg's
+    copy); the simple one otherwise."""
+    relationship = args.values.get("ReplicationRelationshipType")  # not every lifecycle cmdlet has it
     accepted = []
     for vm in select_vms(ctx, args):
-        if vm.replication is None or vm.replication.state not in states:  # no replication: state Disabled
+        extended = (relationship is not None and relationship.name == "Extended") or (
+            replica_sends and vm.replication_mode == "Replica"
+        )
+        leg = vm.extended if extended else vm.replication
+        if leg is None or leg.state not in states:  # no replication: state Disabled
             ctx.write_error(invalid_state(ctx, vm))
-        elif vm.replication.mode not in modes:
+        elif leg.mode not in modes:
             ctx.write_error(not_applicable(ctx, vm))
         elif ctx.should_process(vm.name, ctx.spec.name):
-            accepted.append((vm, vm.replication))
+            accepted.append((vm, leg))
     return accepted
 
 
-def _begin(ctx: CmdletContext, vm: VirtualMachine, now: datetime, failure: str) -> bool:
-    """Start (or restart) initial replication; a failed connection check is this VM's error."""
+def _begin(ctx: CmdletContext, vm: VirtualMachine, rep: Replication, now: datetime, failure: str) -> bool:
+    """Start (or restart) initial replication on the leg `rep`; a failed connection check is this VM's
+    error."""
     try:
-        begin_initial_replication(ctx.lab, ctx.host, vm, now)
+        begin_initial_replication(ctx.lab, ctx.host, vm, now, rep)
     except ReplicationCheckError as exc:
-        _connection_error(ctx, vm, exc, failure)
+        connection_error(ctx, vm, exc, failure)
         return False
     return True
 
@@ -685,7 +850,7 @@ def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
     if destination is not None and not ctx.host.files.is_dir(destination):
         message = f"Could not find a part of the path '{destination}'."  # hvsim's wording
         fail(ctx, OBJECT_NOT_FOUND, message)
-    for vm, rep in _lifecycle(ctx, args, ("Primary",), ("ReadyForInitialReplication",)):
+    for vm, rep in _lifecycle(ctx, args, ("Primary",), ("ReadyForInitialReplication",), replica_sends=True):
         if start is not None:
             rep.initial_replication_start_time = start  # the scheduler starts it then (state stays Ready)
         elif destination is not None:
@@ -697,7 +862,7 @@ def start_initial_replication(ctx: CmdletContext, args: BoundArguments) -> None:
                 "Normal",
                 None,
             )
-        elif not _begin(ctx, vm, now, "start initial replication of"):
+        elif not _begin(ctx, vm, rep, now, "start initial replication of"):
             continue
         _passthru(ctx, args, vm)
 
@@ -783,8 +948,16 @@ def resume_vm_replication(ctx: CmdletContext, args: BoundArguments) -> None:
         if rep.mode == "Replica":
             rep.state = "Replicating" if rep.last_replication_time else "WaitingForInitialReplication"
         elif rep.last_replication_time is None:
-            if not _begin(ctx, vm, now, "resume replication of"):
+            if not _begin(ctx, vm, rep, now, "resume replication of"):
                 continue
+        elif rep.state == "WaitingForStartResynchronize" and not args.get("Resynchronize"):
+            # The cmdlet asks VMMS for Replicating (ResumeVMReplication.cs); VMMS needs the resync first.
+            message = (
+                f"Hyper-V cannot resume replication for virtual machine '{vm.name}': resynchronization is "
+                "required. Use Resume-VMReplication -Resynchronize."
+            )
+            ctx.write_error(vm_failure(ctx, vm, message))
+            continue
         else:
             rep.state, rep.next_cycle_at = "Replicating", now  # the next scheduler tick runs a cycle
             if args.get("Resynchronize"):

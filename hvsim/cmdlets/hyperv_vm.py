@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from psrpcore.types import ErrorRecord
 
 from hvsim.cmdlets.base import (
@@ -123,7 +125,7 @@ def new_vm(ctx: CmdletContext, args: BoundArguments) -> None:
 def _change_power(ctx: CmdletContext, args: BoundArguments, running: bool) -> None:
     now = ctx.lab.now()
     for vm in select_vms(ctx, args):
-        if running and vm.replication_mode == "Replica":
+        if running and _cannot_start(vm):
             ctx.write_error(_replica_cannot_start(ctx, vm))
             continue
         target = "Running" if running else "Off"
@@ -136,12 +138,19 @@ def _change_power(ctx: CmdletContext, args: BoundArguments, running: bool) -> No
             ctx.write_output(vm_object(ctx.host.hyperv, vm, now))
 
 
+def _cannot_start(vm: VirtualMachine) -> bool:
+    """A replica VM starts only once failed over; a primary prepared for planned failover stays off."""
+    if vm.replication_mode == "Replica":
+        return vm.replication_state not in ("FailedOverWaitingCompletion", "FailedOver")
+    return vm.replication_state == "PreparedForFailover"
+
+
 def _replica_cannot_start(ctx: CmdletContext, vm: VirtualMachine) -> ErrorRecord:
     return vm_failure(
         ctx,
         vm,
-        f"'{vm.name}' failed to start: the virtual machine is a Replica and has not failed over; start a "
-        "failover first.",
+        f"'{vm.name}' failed to start: the virtual machine is a Replica that has not failed over, or a "
+        "primary prepared for failover; start (or stop) the failover first.",
     )
 
 
@@ -218,9 +227,11 @@ def remove_vm(ctx: CmdletContext, args: BoundArguments) -> None:
     "Get-VMSnapshot",
     f"{COMMANDS}.GetVMSnapshot",
     [
-        *vm_params(name_sets=("VMName",), object_sets=("VMObject",)),
-        Param("Name", STRING, position=1),
-        Param("SnapshotType", enum_type(SnapshotType)),
+        # GetVMSnapshot.cs: -VMName has no "Name" alias here; -Name is the snapshot's name (a wildcard).
+        dataclasses.replace(vm_params(name_sets=("VMName",))[0], aliases=()),
+        *vm_params(object_sets=("VMObject",))[1:],
+        Param("Name", STRING, position=1, sets=("VMName", "VMObject")),
+        Param("SnapshotType", enum_type(SnapshotType), sets=("VMName", "VMObject")),
         Param("Id", STRING, sets=("Id",), mandatory=("Id",)),
     ],
     default_set="VMName",

@@ -20,12 +20,12 @@ def test_make_demo_runs_pulumi_up_of_the_demo_stack(tmp_path: Path, pulumi_cli: 
     try:
         first = tree.run()
         assert first.returncode == 0, first.stdout + first.stderr
-        assert "+ 11 created" in first.stdout, first.stdout
+        assert "+ 13 created" in first.stdout, first.stdout
         assert "The demo stack is up" in first.stdout
 
         again = tree.run()
         assert again.returncode == 0, again.stdout + again.stderr
-        assert "11 unchanged" in again.stdout, again.stdout
+        assert "13 unchanged" in again.stdout, again.stdout
 
         outputs = tree.run("stack", "output", "--json")
         assert outputs.returncode == 0, outputs.stderr
@@ -39,6 +39,6 @@ def test_make_demo_runs_pulumi_up_of_the_demo_stack(tmp_path: Path, pulumi_cli: 
         assert preview.returncode == 0, preview.stdout + preview.stderr
         destroy = tree.run("destroy", "--yes")
         assert destroy.returncode == 0, destroy.stdout + destroy.stderr
-        assert "- 11 deleted" in destroy.stdout, destroy.stdout
+        assert "- 13 deleted" in destroy.stdout, destroy.stdout
     finally:
         tree.stop_hvsim()

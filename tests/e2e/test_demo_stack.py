@@ -36,7 +36,7 @@ from tests.support.topology_lab import (
 
 FLOWS = {HOST1: {"web01": HOST2, "db01": HOST2}, HOST2: {"app02": HOST1}}
 STORAGE = {HOST1: "D:\\Hyper-V\\Replica", HOST2: "E:\\Replica"}  # Pulumi.dev.yaml's storage_location
-RESOURCE_COUNT = 11  # 2 CAs, 2 host certificates, 2 replica servers, 3 relationships, topology, stack
+RESOURCE_COUNT = 13  # 2 CAs, 2 host certs, 2 replica servers, 3 relationships, 2 waits, topology, stack
 
 
 def demo_config(lab: RunningLab, **pki: Any) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from tests.support.pwsh import prop
 from tests.support.topology_lab import running_dev_lab, wait_replicating
 
 EXAMPLES = PROJECT_DIR / "examples"
-NAMES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "Pulumi.yaml").is_file())
+# dr-drill needs a replicating topology first: tests/e2e/test_dr_examples_e2e.py runs it after one.
+NAMES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "Pulumi.yaml").is_file() and p.name != "dr-drill")
 # An example with an hvsim.toml of its own (many VMs) runs against that lab; the others use the demo's.
 OCTETS = {name: 100 + i for i, name in enumerate(NAMES)}
 

@@ -24,6 +24,7 @@ from tests.support.engine import (
     PROJECT_DIR,
     RELATIONSHIP_TYPE,
     SERVER_TYPE,
+    WAIT_TYPE,
     stack_config,
 )
 from tests.support.topology_lab import (
@@ -92,6 +93,9 @@ def test_dev_stack_builds_the_whole_scenario_on_hvsim(
             f"replica-server-{HOST1}": SERVER_TYPE,
             f"replica-server-{HOST2}": SERVER_TYPE,
             **{f"replica-repl-{key}": RELATIONSHIP_TYPE for key in relationships},
+            # The dev stack waits for the initial copies: once per primary host, not per relationship.
+            f"replica-wait-{HOST1}": WAIT_TYPE,
+            f"replica-wait-{HOST2}": WAIT_TYPE,
         }
         cas = {
             HOST1: created["ca-contoso"]["cert_pem"],

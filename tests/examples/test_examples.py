@@ -72,7 +72,9 @@ def test_every_example_is_a_complete_project() -> None:
         assert "pulumi up" in readme and "hvsim" in readme
 
 
-@pytest.mark.parametrize("example", ["cross-domain-pair", "bidirectional", "many-vms"])
+@pytest.mark.parametrize(
+    "example", ["cross-domain-pair", "bidirectional", "many-vms", "planned-failover", "dr-drill"]
+)
 def test_every_example_declares_its_keys_and_refuses_others(
     mocked_program: MockedProgram, example: str
 ) -> None:

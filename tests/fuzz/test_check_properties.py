@@ -30,6 +30,8 @@ from hvreplica_provider.resources.certificate_authority import CertificateAuthor
 from hvreplica_provider.resources.host_certificate import HostCertificateProvider
 from hvreplica_provider.resources.replica_server import ReplicaServerProvider
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
+from hvreplica_provider.resources.replication_wait import InitialReplicationWaitProvider
+from hvreplica_provider.resources.test_failover import TestFailoverProvider
 
 FQDN = "hv1.contoso.com"
 PARTNER = "hv2.fabrikam.com"
@@ -224,7 +226,30 @@ def replication_relationship() -> st.SearchStrategy[dict[str, Any]]:
             "initial_replication": st.sampled_from(["network", "none"]),
             "initial_replication_timeout_sec": st.integers(1, 5000),
             "delete_replica_vm_on_destroy": st.booleans(),
+            "suspended": st.booleans(),
+            "resynchronize": st.sampled_from(["when_required", "never"]),
+            "on_direction_change": st.sampled_from(["refuse", "planned_failover"]),
+            "start_vm_after_failover": st.booleans(),
         },
+    )
+
+
+def drill_inputs() -> st.SearchStrategy[dict[str, Any]]:
+    return both(
+        {"replica": connection(), "vm_name": st.sampled_from(["web01", "it's $web; 01", "dc[1]"])},
+        {
+            "recovery_point": st.sampled_from(["web01 - Standard Replica - (11/28/2026 - 1:05:09 PM)", "x*"]),
+            "switch_name": st.sampled_from(["Isolated", "DR test net"]),
+            "start_vm": st.booleans(),
+        },
+    )
+
+
+def replication_wait() -> st.SearchStrategy[dict[str, Any]]:
+    vm_ids = st.sampled_from(["0b0e7c9e-6f53-4d7c-9f3c-3d2c1a0e9b11", "2F1C7C0A-1A7E-4A34-8F7E-0C6A4D9E5B21"])
+    return both(
+        {"connection": connection(), "vm_ids": st.lists(vm_ids)},
+        {"timeout_sec": st.integers(1, 5000)},
     )
 
 
@@ -302,3 +327,5 @@ test_replica_server_check = property_test(ReplicaServerProvider(), replica_serve
 test_replication_relationship_check = property_test(
     ReplicationRelationshipProvider(), replication_relationship()
 )
+test_test_failover_check = property_test(TestFailoverProvider(), drill_inputs())
+test_replication_wait_check = property_test(InitialReplicationWaitProvider(), replication_wait())

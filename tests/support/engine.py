@@ -155,6 +155,7 @@ CA_TYPE = dynamic_type("hvreplica", "CertificateAuthority")
 HOST_TYPE = dynamic_type("hvreplica", "HostCertificate")
 SERVER_TYPE = dynamic_type("hvreplica", "ReplicaServer")
 RELATIONSHIP_TYPE = dynamic_type("hvreplica", "ReplicationRelationship")
+WAIT_TYPE = dynamic_type("hvreplica", "InitialReplicationWait")
 
 
 class ProviderServer:

@@ -25,6 +25,8 @@ PROVIDER_LAYERS: dict[str, int] = {
     "hvreplica_provider.resources.host_certificate": 3,
     "hvreplica_provider.resources.replica_server": 3,
     "hvreplica_provider.resources.replication_relationship": 3,
+    "hvreplica_provider.resources.test_failover": 3,
+    "hvreplica_provider.resources.replication_wait": 3,
     "hvreplica_provider.topology": 4,
     "hvreplica_provider.stack": 5,
     "hvreplica_provider.testing": 5,

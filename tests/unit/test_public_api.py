@@ -50,7 +50,13 @@ def test_everything_the_readme_imports_comes_from_the_root() -> None:
 
 def test_root_exports_are_listed_and_of_the_right_kind() -> None:
     assert set(dir(hvreplica_provider)) >= {*hvreplica_provider.__all__, "__version__"}
-    for name in ("CertificateAuthority", "HostCertificate", "ReplicaServer", "ReplicationRelationship"):
+    for name in (
+        "CertificateAuthority",
+        "HostCertificate",
+        "ReplicaServer",
+        "ReplicationRelationship",
+        "TestFailover",
+    ):
         assert issubclass(getattr(hvreplica_provider, name), Resource)
         assert issubclass(getattr(hvreplica_provider, f"{name}Provider"), ResourceProvider)
         assert dataclasses.is_dataclass(getattr(hvreplica_provider, f"{name}Args"))
