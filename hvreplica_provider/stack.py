@@ -213,14 +213,15 @@ def _replication(raw: Any, ns: str, hosts: set[str]) -> ReplicationSettings:
     flows = []
     for i, flow in enumerate(replication.get("flows") or []):
         at = f"{where}.flows[{i}]"
-        flow = _mapping(flow, at, ("primary", "replica", "vms"), ("primary", "replica"))
-        for role in ("primary", "replica"):
-            if str(flow[role]).lower() not in hosts:
+        flow = _mapping(flow, at, ("primary", "replica", "vms", "extend_to"), ("primary", "replica"))
+        for role in ("primary", "replica", "extend_to"):
+            if role in flow and str(flow[role]).lower() not in hosts:
                 raise ConfigError(f"{at}.{role} {flow[role]!r} is not a host of {ns}:sites; add it there")
         vms = _list(flow.get("vms"), f"{at}.vms")
         if not all(isinstance(vm, str) and vm for vm in vms):
             raise ConfigError(f"{at}.vms must list VM names (strings)")
-        flows.append(ReplicationFlow(str(flow["primary"]), str(flow["replica"]), tuple(vms)))
+        extend_to = str(flow["extend_to"]) if flow.get("extend_to") is not None else None
+        flows.append(ReplicationFlow(str(flow["primary"]), str(flow["replica"]), tuple(vms), extend_to))
     settings = _mapping(replication.get("settings") or {}, f"{where}.settings", RELATIONSHIP_SETTINGS)
     options = ReplicationOptions(
         disable_revocation_check=replication.get("disable_revocation_check", True),

@@ -10,7 +10,7 @@ caller (one per site, or one shared), so that the same building block serves eve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,9 @@ class ReplicationFlow:
     """FQDN of the host that receives the replicas."""
     vms: tuple[str, ...]
     """Names of the VMs on `primary`; one ReplicationRelationship each."""
+    extend_to: str | None = None
+    """FQDN of a third host that receives an extended replica of every VM from `replica` (one more
+    ReplicationRelationship per VM, `extended`, every 300 s or the first leg's 900 s), or None."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,11 @@ def relationship_key(primary: str, vm: str) -> str:
     return f"{primary.lower()}/{vm}"
 
 
+def extended_key(middle: str, vm: str) -> str:
+    """Key of the extended leg of `vm`, whose replica is on `middle`."""
+    return f"{middle.lower()}/{vm}/extended"
+
+
 def validate(
     fqdns: Sequence[str],
     flows: Sequence[ReplicationFlow],
@@ -141,6 +149,15 @@ def validate(
                 raise TopologyError(f"{where}: {role} {fqdn!r} is not a host of the topology; add it")
         if flow.primary.lower() == flow.replica.lower():
             raise TopologyError(f"{where}: primary and replica are the same host; pick another replica")
+        if flow.extend_to is not None:
+            if flow.extend_to.lower() not in known:
+                raise TopologyError(
+                    f"{where}: extend_to {flow.extend_to!r} is not a host of the topology; add it"
+                )
+            if flow.extend_to.lower() in (flow.primary.lower(), flow.replica.lower()):
+                raise TopologyError(
+                    f"{where}: extend_to must be a third host, not the flow's primary or replica"
+                )
         for vm in flow.vms:
             key = relationship_key(flow.primary, vm)
             if key in seen:
@@ -174,12 +191,29 @@ def _flipped_alias(name: str, replica: str, vm: str, declared: set[str]) -> list
 def partners(fqdn: str, flows: Sequence[ReplicationFlow]) -> list[str]:
     """Hosts that share a flow with `fqdn` in either direction, in first-seen order (lower-case)."""
     out: list[str] = []
-    for flow in flows:
-        pair = (flow.primary.lower(), flow.replica.lower())
-        if fqdn.lower() in pair:
-            other = pair[1] if pair[0] == fqdn.lower() else pair[0]
+    for sender, receiver in _legs(flows):
+        if fqdn.lower() in (sender, receiver):
+            other = receiver if sender == fqdn.lower() else sender
             if other not in out:
                 out.append(other)
+    return out
+
+
+def _legs(flows: Sequence[ReplicationFlow]) -> Iterator[tuple[str, str]]:
+    """(sending host, receiving host) of every leg, extended ones included (lower-case)."""
+    for flow in flows:
+        yield flow.primary.lower(), flow.replica.lower()
+        if flow.extend_to is not None:
+            yield flow.replica.lower(), flow.extend_to.lower()
+
+
+def extended_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The first leg's relationship settings as Windows allows them on an extended leg: every 300 s, or
+    900 s when the first leg replicates every 900 s (never more often than it), no VSS copies, no disk
+    selection, no waiting (the extended copy starts after the first one)."""
+    dropped = ("vss_snapshot_frequency_hour", "excluded_vhd_paths", "wait_for_initial_replication")
+    out = {k: v for k, v in settings.items() if k not in dropped}
+    out["frequency_sec"] = 900 if settings.get("frequency_sec") == 900 else 300
     return out
 
 
@@ -275,6 +309,34 @@ class ReplicaTopology(pulumi.ComponentResource):
             )
             for fqdn, rels in (by_primary.items() if wait else ())
         }
+        for flow in flows:
+            if flow.extend_to is None:
+                continue
+            middle, third = by_fqdn[flow.replica.lower()], by_fqdn[flow.extend_to.lower()]
+            for vm in flow.vms:
+                first = self.relationships[relationship_key(flow.primary, vm)]
+                key = extended_key(middle.fqdn, vm)
+                self.relationships[key] = ReplicationRelationship(
+                    f"{name}-repl-{key}",
+                    ReplicationRelationshipArgs(
+                        primary=middle.connection,
+                        replica=third.connection,
+                        vm_name=vm,
+                        replica_server_fqdn=third.fqdn,
+                        authentication="Certificate",
+                        certificate_thumbprint=self.servers[middle.fqdn.lower()].certificate_thumbprint,
+                        replica_port=options.certificate_port,
+                        extended=True,
+                        **extended_settings(options.relationship),
+                    ),
+                    # The replica VM must hold its initial copy (the first leg, and its host's wait when the
+                    # topology waits) before it can replicate on.
+                    pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=[first, self.servers[third.fqdn.lower()]]
+                        + [w for p, w in self.waits.items() if p == flow.primary.lower()],
+                    ),
+                )
         self.register_outputs(
             {
                 "certificate_thumbprints": {f: c.thumbprint for f, c in self.certificates.items()},
@@ -425,7 +487,7 @@ def emulated_topology(
     `rsa_bits` size, `relationship` settings (RELATIONSHIP_SETTINGS) for every VM."""
     lab = emulated_hosts(config.require("hvsim_config"), config.require("hvsim_state_dir"))
     rsa_bits = config.get_int("rsa_bits")
-    fqdns = list(dict.fromkeys(fqdn for flow in flows for fqdn in (flow.primary, flow.replica)))
+    fqdns = list(dict.fromkeys(fqdn for leg in _legs(flows) for fqdn in leg))
     return ReplicaTopology(
         name,
         emulated_topology_hosts(lab, fqdns, rsa_bits),

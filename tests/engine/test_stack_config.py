@@ -22,6 +22,7 @@ from hvreplica_provider.stack import (
     topology_from_config,
 )
 from hvreplica_provider.testing import MockedProgram
+from hvreplica_provider.topology import TopologyError
 from tests.support.engine import PROJECT_DIR, stack_config
 from tests.support.topology_lab import HOST1, HOST2, RunningLab, running_dev_lab, wait_replicating
 
@@ -70,6 +71,17 @@ def test_messages_name_the_namespace_in_use(mocked_program: MockedProgram) -> No
     config["my-dr:replication"] = {**DEV["hvreplica:replication"], "flows": [{"primary": "x.contoso.com"}]}
     with pytest.raises(ConfigError, match=r"my-dr:replication\.flows\[0\] needs replica"):
         _load(mocked_program, config, pulumi.Config("my-dr"))
+
+
+def test_a_flow_can_extend_to_a_third_host_of_the_sites(mocked_program: MockedProgram) -> None:
+    replication = DEV["hvreplica:replication"]
+    flow = {**replication["flows"][0], "extend_to": "host9.contoso.com"}
+    config = {**DEV, "hvreplica:replication": {**replication, "flows": [flow]}}
+    with pytest.raises(ConfigError, match=r"flows\[0\]\.extend_to 'host9\.contoso\.com' is not a host"):
+        _load(mocked_program, config)
+    flow["extend_to"] = HOST2.upper()  # a host of the sites, but the flow's own replica
+    with pytest.raises(TopologyError, match=r"extend_to must be a third host"):
+        _load(mocked_program, config)
 
 
 def test_pulumi_yaml_declares_exactly_the_keys_and_empty_defaults_mean_unset(
