@@ -277,24 +277,12 @@ class ReplicaTopology(pulumi.ComponentResource):
             primary, replica = by_fqdn[flow.primary.lower()], by_fqdn[flow.replica.lower()]
             for vm in flow.vms:
                 key = relationship_key(primary.fqdn, vm)
-                self.relationships[key] = ReplicationRelationship(
+                self.relationships[key] = self._relationship(
                     f"{name}-repl-{key}",
-                    ReplicationRelationshipArgs(
-                        primary=primary.connection,
-                        replica=replica.connection,
-                        vm_name=vm,
-                        replica_server_fqdn=replica.fqdn,
-                        authentication="Certificate",
-                        # From the primary's ReplicaServer: the certificate is installed before use.
-                        certificate_thumbprint=self.servers[primary.fqdn.lower()].certificate_thumbprint,
-                        replica_port=options.certificate_port,
-                        **settings,
-                    ),
-                    pulumi.ResourceOptions(
-                        parent=self,
-                        depends_on=[self.servers[replica.fqdn.lower()]],
-                        aliases=_flipped_alias(name, replica.fqdn, vm, declared),
-                    ),
+                    (primary, replica, vm),
+                    options,
+                    settings,
+                    pulumi.ResourceOptions(aliases=_flipped_alias(name, replica.fqdn, vm, declared)),
                 )
                 by_primary.setdefault(primary.fqdn.lower(), []).append(self.relationships[key])
         self.waits = {
@@ -316,26 +304,15 @@ class ReplicaTopology(pulumi.ComponentResource):
             for vm in flow.vms:
                 first = self.relationships[relationship_key(flow.primary, vm)]
                 key = extended_key(middle.fqdn, vm)
-                self.relationships[key] = ReplicationRelationship(
+                # The replica VM must hold its initial copy (the first leg, and its host's wait when the
+                # topology waits) before it can replicate on.
+                after = [first, *(w for p, w in self.waits.items() if p == flow.primary.lower())]
+                self.relationships[key] = self._relationship(
                     f"{name}-repl-{key}",
-                    ReplicationRelationshipArgs(
-                        primary=middle.connection,
-                        replica=third.connection,
-                        vm_name=vm,
-                        replica_server_fqdn=third.fqdn,
-                        authentication="Certificate",
-                        certificate_thumbprint=self.servers[middle.fqdn.lower()].certificate_thumbprint,
-                        replica_port=options.certificate_port,
-                        extended=True,
-                        **extended_settings(options.relationship),
-                    ),
-                    # The replica VM must hold its initial copy (the first leg, and its host's wait when the
-                    # topology waits) before it can replicate on.
-                    pulumi.ResourceOptions(
-                        parent=self,
-                        depends_on=[first, self.servers[third.fqdn.lower()]]
-                        + [w for p, w in self.waits.items() if p == flow.primary.lower()],
-                    ),
+                    (middle, third, vm),
+                    options,
+                    {**extended_settings(options.relationship), "extended": True},
+                    pulumi.ResourceOptions(depends_on=after),
                 )
         self.register_outputs(
             {
@@ -365,6 +342,34 @@ class ReplicaTopology(pulumi.ComponentResource):
             )
             for key, rel in self.relationships.items()
         }
+
+    def _relationship(
+        self,
+        resource_name: str,
+        leg: tuple[TopologyHost, TopologyHost, str],
+        options: ReplicationOptions,
+        settings: Mapping[str, Any],
+        opts: pulumi.ResourceOptions,
+    ) -> ReplicationRelationship:
+        """One VM's relationship from the leg's sending host to its receiving host (certificate auth)."""
+        sender, receiver, vm = leg
+        return ReplicationRelationship(
+            resource_name,
+            ReplicationRelationshipArgs(
+                primary=sender.connection,
+                replica=receiver.connection,
+                vm_name=vm,
+                replica_server_fqdn=receiver.fqdn,
+                authentication="Certificate",
+                # From the sender's ReplicaServer: the certificate is installed before use.
+                certificate_thumbprint=self.servers[sender.fqdn.lower()].certificate_thumbprint,
+                replica_port=options.certificate_port,
+                **settings,
+            ),
+            pulumi.ResourceOptions.merge(
+                pulumi.ResourceOptions(parent=self, depends_on=[self.servers[receiver.fqdn.lower()]]), opts
+            ),
+        )
 
     def _server(
         self,
