@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from hvreplica_provider.remoting import REGISTRY
-from hvreplica_provider.resources import replication_relationship as rr
 from hvreplica_provider.resources.replica_server import ReplicaServerProvider
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
 from tests.provider.support import (
@@ -26,6 +25,8 @@ from tests.provider.support import (
 from tests.support.hvsim_env import host, lab_config, running_lab
 
 THIRD = "host3.northwind.com"
+
+pytestmark = pytest.mark.usefixtures("fast_polling")  # relationship waits poll often
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +56,6 @@ def lab() -> Iterator[Lab]:
             ReplicaServerProvider().create(inputs)
         yield lab
     REGISTRY.close_all()
-
-
-@pytest.fixture(autouse=True)
-def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rr, "POLL_INTERVAL_SEC", 0.2)
 
 
 def extended_inputs(lab: Lab, **overrides: Any) -> dict[str, Any]:

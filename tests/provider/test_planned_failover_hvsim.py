@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from hvreplica_provider.remoting import REGISTRY, RemoteError
-from hvreplica_provider.resources import replication_relationship as rr
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
 from tests.provider.support import (
     PRIMARY,
@@ -27,6 +26,8 @@ from tests.provider.support import (
 
 VMS = ("flip01", "half01")
 
+pytestmark = pytest.mark.usefixtures("fast_polling")  # relationship waits poll often
+
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
@@ -34,11 +35,6 @@ def lab() -> Iterator[Lab]:
         prepare_sites(lab)
         yield lab
     REGISTRY.close_all()
-
-
-@pytest.fixture(autouse=True)
-def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rr, "POLL_INTERVAL_SEC", 0.2)
 
 
 def swapped(lab: Lab, vm: str, **overrides: Any) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from hvreplica_provider.remoting import (
     RetryPolicy,
     Transient,
 )
-from hvreplica_provider.resources import replication_relationship as rr
 from hvreplica_provider.resources.replica_server import ReplicaServerProvider
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
 from tests.provider.support import (
@@ -37,6 +36,8 @@ from tests.provider.support import (
 ODD_VM = "it's $web; 01"
 VMS = ("web01", ODD_VM, "db01", "app01", "file01", "mail01", "sql01", "exp01", "sch01", "rep01", "drop01")
 
+pytestmark = pytest.mark.usefixtures("fast_polling")  # relationship waits poll often
+
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
@@ -48,11 +49,6 @@ def lab() -> Iterator[Lab]:
 @pytest.fixture(scope="module")
 def sites(lab: Lab) -> dict[str, Site]:
     return prepare_sites(lab)
-
-
-@pytest.fixture(autouse=True)
-def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rr, "POLL_INTERVAL_SEC", 0.2)
 
 
 def relationship(lab: Lab, vm: str, **overrides: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from hvreplica_provider.remoting import REGISTRY, InvalidState
-from hvreplica_provider.resources import replication_relationship as rr
 from hvreplica_provider.resources.replication_relationship import ReplicationRelationshipProvider
 from tests.provider.support import (
     PRIMARY,
@@ -35,6 +34,8 @@ STATISTICS = {
     "health_details",
 }
 
+pytestmark = pytest.mark.usefixtures("fast_polling")  # relationship waits poll often
+
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
@@ -42,11 +43,6 @@ def lab() -> Iterator[Lab]:
         prepare_sites(lab)
         yield lab
     REGISTRY.close_all()
-
-
-@pytest.fixture(autouse=True)
-def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rr, "POLL_INTERVAL_SEC", 0.2)
 
 
 def replicating(lab: Lab, vm: str, **overrides: Any) -> tuple[dict[str, Any], Any]:
