@@ -85,17 +85,11 @@ class CliProject:
         self.run("stack", "init", stack).ok()
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        """The stack's Pulumi.<stack>.yaml (plain values; secrets go through `set_secret`)."""
+        """The stack's Pulumi.<stack>.yaml: `config` replaced, the rest kept (the `encryptionsalt` that
+        `pulumi stack init` wrote for the passphrase secrets provider)."""
         path = self.dir / f"Pulumi.{self.stack}.yaml"
-        existing = yaml.safe_load(path.read_text()) if path.exists() else None
-        secure = {k: v for k, v in ((existing or {}).get("config") or {}).items() if isinstance(v, dict)
-                  and "secure" in v}
-        path.write_text(yaml.safe_dump({"config": {**dict(config), **secure}}, sort_keys=False))
-
-    def set_secret(self, key: str, value: Any) -> None:
-        """`pulumi config set --secret` (objects with --path-less JSON, as `config set --json` would)."""
-        text = value if isinstance(value, str) else json.dumps(value)
-        self.run("config", "set", "--secret", key, text).ok()
+        existing = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+        path.write_text(yaml.safe_dump({**existing, "config": dict(config)}, sort_keys=False))
 
     def run(self, *args: str) -> CliResult:
         """`pulumi ARGS` to completion. Past `self.timeout` the whole process group (runner, CLI, provider
